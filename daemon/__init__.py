@@ -1,0 +1,1 @@
+"""The render daemon, its msgpack-over-ZeroMQ protocol and the Python client."""

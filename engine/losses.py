@@ -1,0 +1,66 @@
+"""Content, style (Gram) and total-variation losses, in two normalisations.
+
+``relative`` (the default) divides each squared error by the squared norm of its target, so every
+layer's loss starts near 1 whatever the layer, the image size or the weights file (Caffe weights see
+0..255 input and have features ~60x larger than torchvision's, which would otherwise shift the
+balance of content and style by a factor of thousands). Weights therefore mean the same thing for
+fc and conv layers and for both weight files.
+
+``neural-style`` reproduces jcjohnson/neural-style exactly, so that its users' weights carry over:
+content = mean squared error of the features; style = mean squared error of the Gram matrices
+G = F F^T / (C*H*W); total variation = sum of absolute neighbour differences on the 0..255 scale.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+NORMALIZATIONS = ("relative", "neural-style")
+_EPS = 1e-12
+
+
+def gram(features: Tensor) -> Tensor:
+    """Gram matrix of a (1, C, H, W) feature map, divided by C*H*W as in neural-style."""
+    _, c, h, w = features.shape
+    flat = features.reshape(c, h * w)
+    return (flat @ flat.t()) / (c * h * w)
+
+
+def feature_loss(value: Tensor, target: Tensor, normalization: str) -> Tensor:
+    """Squared error between features (content) or Gram matrices (style)."""
+    diff = (value - target).pow(2)
+    if normalization == "neural-style":
+        return diff.mean()
+    return diff.sum() / target.pow(2).sum().clamp_min(_EPS)
+
+
+def tv_loss(image: Tensor, normalization: str) -> Tensor:
+    """Total variation (L1) of a (1, 3, H, W) image in [0, 1]."""
+    dx = (image[..., :, 1:] - image[..., :, :-1]).abs()
+    dy = (image[..., 1:, :] - image[..., :-1, :]).abs()
+    if normalization == "neural-style":
+        return 255.0 * (dx.sum() + dy.sum())
+    return dx.mean() + dy.mean()
+
+
+class _NormalizeGradient(torch.autograd.Function):
+    """Identity forward; backward rescales the gradient to L1 norm ``strength``.
+
+    This is neural-style's ``-normalize_gradients``: every loss layer pushes with its own weight,
+    however large its raw gradient is.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, strength: float) -> Tensor:  # type: ignore[override]
+        ctx.strength = strength
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        return grad / (grad.abs().sum() + 1e-8) * ctx.strength, None
+
+
+def normalize_gradient(x: Tensor, strength: float) -> Tensor:
+    """Pass ``x`` through unchanged, with its gradient normalised to L1 norm ``strength``."""
+    return _NormalizeGradient.apply(x, strength)

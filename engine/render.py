@@ -1,0 +1,304 @@
+"""The optimisation: an image whose fc features match the content and whose Grams match the style.
+
+One :func:`render` call runs a coarse-to-fine schedule of scales. At each scale the targets are
+computed once, the image from the previous scale is upsampled, and L-BFGS (or Adam) runs for that
+scale's iterations or until the loss stops improving. A progress callback sees every iteration and
+a cancel check runs before every iteration, so a cancel takes effect within one iteration.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .losses import feature_loss, gram, normalize_gradient, tv_loss
+from .params import ParamError, RenderParams
+from .seeing import Seen, top_classes
+from .vgg import MIN_SIDE, MirageVGG
+
+#: Iterations over which the early stop compares the loss.
+EARLY_STOP_WINDOW = 25
+#: Memory the automatic L-BFGS history may use (two image-sized vectors per entry).
+LBFGS_HISTORY_BUDGET = 512 * 2**20
+#: The smallest side a coarse scale is given (the coarse scales exist to be cheap, not tiny).
+COARSEST_SIDE = 128
+
+
+class RenderCancelled(Exception):
+    """The cancel check returned True; raised within one iteration of it."""
+
+
+class RenderDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class Progress:
+    """What the progress callback gets after every iteration."""
+
+    iteration: int
+    """Iterations done so far, over all scales."""
+    total: int
+    """Iterations planned over all scales (early stops make the real number smaller)."""
+    scale: int
+    """1-based index of the current scale."""
+    scales: int
+    width: int
+    height: int
+    loss: float
+    losses: dict[str, float]
+    """Each weighted term: ``content:fc7``, ``style:relu1_1``, ..., ``tv``."""
+    elapsed: float
+    eta: float
+    """Seconds left, estimated from the work (pixels x iterations) still planned."""
+    preview: Tensor | None = None
+    """The current image (3, H, W) in [0, 1] on the CPU, every ``preview_every`` iterations."""
+
+
+@dataclass
+class RenderResult:
+    image: Tensor
+    """(3, H, W) RGB in [0, 1], float32, on the CPU."""
+    iterations: int
+    loss: float
+    losses: dict[str, float]
+    elapsed: float
+    stopped_early: bool
+    seen_input: list[Seen] = field(default_factory=list)
+    seen_result: list[Seen] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Scale:
+    width: int
+    height: int
+    iterations: int
+
+
+def fit_size(width: int, height: int, longest: int) -> tuple[int, int]:
+    """(width, height) scaled so the longest side is ``longest``, keeping the aspect ratio."""
+    factor = longest / max(width, height)
+    return max(1, round(width * factor)), max(1, round(height * factor))
+
+
+def plan_scales(width: int, height: int, params: RenderParams) -> list[Scale]:
+    """The coarse-to-fine schedule for a final size of ``width`` x ``height``.
+
+    Each coarser scale halves the side and doubles the iterations: it costs a quarter of the
+    pixels, so all coarse scales together cost less than the final one. Automatic scales stop
+    before the longest side falls below 128 px or the shortest below 32 px, and are at most 4.
+    """
+    if min(width, height) < MIN_SIDE:
+        raise ParamError(f"the result would be {width}x{height}; VGG19 needs at least "
+                         f"{MIN_SIDE} px on each side: raise size or use a less elongated image")
+    count = params.scales
+    if count == 0:
+        count = 1
+        while (count < 4 and max(width, height) >> count >= COARSEST_SIDE
+               and min(width, height) >> count >= MIN_SIDE):
+            count += 1
+    scales = []
+    for level in range(count - 1, -1, -1):
+        w, h = max(MIN_SIDE, round(width / 2**level)), max(MIN_SIDE, round(height / 2**level))
+        scales.append(Scale(w, h, params.iterations * 2**level))
+    return scales
+
+
+def resize(image: Tensor, width: int, height: int) -> Tensor:
+    """Resize a (N, 3, H, W) image; antialiased when shrinking."""
+    if image.shape[-2:] == (height, width):
+        return image
+    return F.interpolate(image, size=(height, width), mode="bicubic", antialias=True,
+                         align_corners=False).clamp(0, 1)
+
+
+def keep_colors(result: Tensor, content: Tensor) -> Tensor:
+    """Luminance of ``result`` with the chroma of ``content`` (neural-style's original_colors)."""
+    def ycbcr(rgb: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        r, g, b = rgb.unbind(-3)
+        y = 0.299 * r + 0.587 * g + 0.114 * b
+        return y, (b - y) * 0.564, (r - y) * 0.713
+
+    y, _, _ = ycbcr(result)
+    _, cb, cr = ycbcr(content)
+    r = y + 1.403 * cr
+    b = y + 1.773 * cb
+    g = (y - 0.299 * r - 0.114 * b) / 0.587
+    return torch.stack([r, g, b], dim=-3).clamp(0, 1)
+
+
+class _Objective:
+    """The loss at one scale: targets computed once, then evaluated every iteration."""
+
+    def __init__(self, model: MirageVGG, params: RenderParams, content: Tensor,
+                 styles: Sequence[Tensor], blend: Sequence[float]) -> None:
+        self.model = model
+        self.params = params
+        self.layers = set(params.content_layers) | set(params.style_layers)
+        with torch.no_grad():
+            feats = model.features(content, params.content_layers, params.pooling)
+            self.content_targets = {k: v.detach().clone() for k, v in feats.items()}
+            self.style_targets: dict[str, Tensor] = {}
+            for style, weight in zip(styles, blend, strict=True):
+                feats = model.features(style, params.style_layers, params.pooling)
+                for name in params.style_layers:
+                    g = gram(feats[name]) * weight
+                    old = self.style_targets.get(name)
+                    self.style_targets[name] = g if old is None else old + g
+
+    def __call__(self, image: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        p = self.params
+        feats = self.model.features(image, self.layers, p.pooling)
+        terms: dict[str, Tensor] = {}
+        for name, layer_weight in p.content_layers.items():
+            weight = p.content_weight * layer_weight
+            f = normalize_gradient(feats[name], weight) if p.normalize_gradients else feats[name]
+            terms[f"content:{name}"] = weight * feature_loss(
+                f, self.content_targets[name], p.normalization)
+        for name, layer_weight in p.style_layers.items():
+            weight = p.style_weight * layer_weight
+            f = normalize_gradient(feats[name], weight) if p.normalize_gradients else feats[name]
+            terms[f"style:{name}"] = weight * feature_loss(
+                gram(f), self.style_targets[name], p.normalization)
+        if p.tv_weight > 0:
+            terms["tv"] = p.tv_weight * tv_loss(image, p.normalization)
+        return torch.stack(list(terms.values())).sum(), terms
+
+
+def _history_size(params: RenderParams, scale: Scale) -> int:
+    if params.lbfgs_history:
+        return params.lbfgs_history
+    entry_bytes = 2 * 3 * scale.width * scale.height * 4
+    return max(5, min(100, LBFGS_HISTORY_BUDGET // entry_bytes))
+
+
+def _initial_image(params: RenderParams, content: Tensor, init_image: Tensor | None,
+                   scale: Scale) -> Tensor:
+    if params.init == "content":
+        return resize(content, scale.width, scale.height)
+    if params.init == "image":
+        if init_image is None:
+            raise ParamError("init 'image' needs an init image")
+        return resize(init_image.to(content.device, content.dtype).unsqueeze(0),
+                      scale.width, scale.height)
+    # Seeded on the CPU so the same seed gives the same start on every device.
+    generator = torch.Generator().manual_seed(params.seed)
+    noise = torch.randn(1, 3, scale.height, scale.width, generator=generator)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    return (mean + 0.05 * noise).clamp(0, 1).to(content.device)
+
+
+def render(
+    model: MirageVGG,
+    content: Tensor,
+    params: RenderParams,
+    styles: Sequence[Tensor] | None = None,
+    init_image: Tensor | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+    see_top: int = 5,
+) -> RenderResult:
+    """Render a neural mirage of ``content`` (a (3, H, W) RGB tensor in [0, 1]).
+
+    Args:
+        model: the network, already on its device and in eval mode.
+        content: the photo whose fc (and conv) features are kept.
+        params: the render parameters (validated here).
+        styles: style images (3, H, W) in [0, 1]; default: the content itself.
+        init_image: start image for ``init="image"``.
+        on_progress: called after every iteration.
+        should_cancel: polled before every iteration; True raises :class:`RenderCancelled`.
+        see_top: how many classes to report for the input and the result (0: none).
+    """
+    params.validate()
+    started = time.perf_counter()
+    device = next(model.parameters()).device
+    styles = list(styles) if styles else [content]
+    blend = params.style_blend or [1.0] * len(styles)
+    if len(blend) != len(styles):
+        raise ParamError(f"{len(styles)} style image(s) but {len(blend)} blend weight(s)")
+    blend = [w / sum(blend) for w in blend]
+    content = content.to(device, torch.float32).unsqueeze(0)
+    styles = [s.to(device, torch.float32).unsqueeze(0) for s in styles]
+
+    width, height = fit_size(content.shape[-1], content.shape[-2], params.size)
+    scales = plan_scales(width, height, params)
+    total = sum(s.iterations for s in scales)
+    work_total = sum(s.iterations * s.width * s.height for s in scales)
+    work_done = 0
+    done = 0
+    stopped_early = False
+    loss_value = math.inf
+    loss_terms: dict[str, float] = {}
+    image = _initial_image(params, content, init_image, scales[0])
+
+    for index, scale in enumerate(scales, start=1):
+        content_s = resize(content, scale.width, scale.height)
+        style_side = max(MIN_SIDE, round(params.style_scale * max(scale.width, scale.height)))
+        styles_s = [resize(s, *fit_size(s.shape[-1], s.shape[-2], style_side)) for s in styles]
+        objective = _Objective(model, params, content_s, styles_s, blend)
+        image = resize(image.detach(), scale.width, scale.height).contiguous()
+        image.requires_grad_(True)
+        if params.optimizer == "lbfgs":
+            optimizer: torch.optim.Optimizer = torch.optim.LBFGS(
+                [image], lr=1.0, max_iter=1, history_size=_history_size(params, scale),
+                tolerance_grad=-1, tolerance_change=-1)
+        else:
+            optimizer = torch.optim.Adam([image], lr=params.learning_rate)
+        history: list[float] = []
+        terms_now: dict[str, Tensor] = {}
+
+        def closure(objective: _Objective = objective) -> Tensor:
+            nonlocal terms_now
+            optimizer.zero_grad(set_to_none=True)
+            loss, terms_now = objective(image)
+            loss.backward()
+            return loss
+
+        for _ in range(scale.iterations):
+            if should_cancel is not None and should_cancel():
+                raise RenderCancelled()
+            loss = optimizer.step(closure)
+            if params.optimizer == "adam":
+                with torch.no_grad():
+                    image.clamp_(0, 1)
+            loss_value = float(loss)
+            if not math.isfinite(loss_value):
+                raise RenderDiverged("the loss became NaN or infinite: lower the weights "
+                                     "(or the learning rate with Adam)")
+            loss_terms = {k: float(v) for k, v in terms_now.items()}
+            done += 1
+            work_done += scale.width * scale.height
+            history.append(loss_value)
+            if on_progress is not None:
+                elapsed = time.perf_counter() - started
+                preview = None
+                if params.preview_every and done % params.preview_every == 0:
+                    preview = image.detach()[0].clamp(0, 1).float().cpu()
+                on_progress(Progress(
+                    iteration=done, total=total, scale=index, scales=len(scales),
+                    width=scale.width, height=scale.height, loss=loss_value, losses=loss_terms,
+                    elapsed=elapsed, eta=elapsed / work_done * (work_total - work_done),
+                    preview=preview))
+            if (params.early_stop and len(history) > EARLY_STOP_WINDOW
+                    and history[-EARLY_STOP_WINDOW - 1] - loss_value
+                    < params.early_stop * abs(history[-EARLY_STOP_WINDOW - 1])):
+                stopped_early = True
+                break
+        work_total -= (scale.iterations - len(history)) * scale.width * scale.height
+
+    result = image.detach().clamp(0, 1)
+    if params.original_colors:
+        result = keep_colors(result, resize(content, width, height))
+    seen_input = top_classes(model, resize(content, width, height), see_top) if see_top else []
+    seen_result = top_classes(model, result, see_top) if see_top else []
+    return RenderResult(
+        image=result[0].float().cpu(), iterations=done, loss=loss_value, losses=loss_terms,
+        elapsed=time.perf_counter() - started, stopped_early=stopped_early,
+        seen_input=seen_input, seen_result=seen_result)

@@ -1,0 +1,44 @@
+""""What the net sees": the top ImageNet classes of fc8 for an image of any size."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import torch
+from torch import Tensor
+
+from .vgg import MirageVGG
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One class the net sees in an image, with its softmax probability."""
+
+    index: int
+    name: str
+    probability: float
+
+
+@cache
+def imagenet_classes() -> tuple[str, ...]:
+    """The 1000 ImageNet class names, from torchvision's weights metadata.
+
+    Both weight files we load (torchvision's and the Caffe-converted one) use this class order.
+    """
+    from torchvision.models import VGG19_Weights
+
+    return tuple(VGG19_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+@torch.no_grad()
+def top_classes(model: MirageVGG, image: Tensor, k: int = 5) -> list[Seen]:
+    """The ``k`` most probable classes for a (3, H, W) or (1, 3, H, W) RGB image in [0, 1]."""
+    if image.dim() == 3:
+        image = image.unsqueeze(0)
+    device = next(model.parameters()).device
+    logits = model(image.to(device, torch.float32)).float()
+    probs = torch.softmax(logits[0], dim=0)
+    values, indices = probs.topk(k)
+    names = imagenet_classes()
+    return [Seen(int(i), names[int(i)], float(v)) for v, i in zip(values, indices, strict=True)]

@@ -1,0 +1,183 @@
+"""VGG19 with neural-style layer names and fully connected layers that accept any image size.
+
+torchvision's VGG puts ``AdaptiveAvgPool2d((7, 7))`` between pool5 and the classifier. We put
+``AdaptiveMaxPool2d((7, 7))`` there instead (the choice of the original "neural mirage" patch),
+so fc6, fc7 and fc8 can be read at any image size; at 224x224 pool5 is already 7x7 and both
+poolings are the identity, so fc8 equals torchvision's logits there.
+
+The network is a flat list of named layers. :meth:`MirageVGG.features` runs it only as far as the
+deepest layer that is asked for, and decides per call which ReLUs may work in place: a ReLU is
+in place unless the layer just before it is read by a loss (its input would be overwritten).
+Dropout is left out: it is an identity in eval mode and only adds noise to an optimisation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+#: Five 2x2 poolings: a smaller side would leave pool5 empty.
+MIN_SIDE = 32
+
+# Channels per conv block, as in VGG19 (configuration "E").
+_BLOCKS = ((64, 2), (128, 2), (256, 4), (512, 4), (512, 4))
+
+# Indices in torchvision's ``vgg19().features`` / ``classifier`` of the layers with weights.
+_CLASSIFIER_INDEX = {"fc6": 0, "fc7": 3, "fc8": 6}
+
+
+def _layer_plan() -> list[tuple[str, str]]:
+    """(name, kind) for every layer, in order; kinds: conv, relu, pool, adapt, fc."""
+    plan: list[tuple[str, str]] = []
+    for block, (_, convs) in enumerate(_BLOCKS, start=1):
+        for i in range(1, convs + 1):
+            plan += [(f"conv{block}_{i}", "conv"), (f"relu{block}_{i}", "relu")]
+        plan.append((f"pool{block}", "pool"))
+    plan.append(("adapt", "adapt"))
+    for n in (6, 7):
+        plan += [(f"fc{n}", "fc"), (f"relu{n}", "relu")]
+    plan.append(("fc8", "fc"))
+    return plan
+
+
+LAYER_PLAN: tuple[tuple[str, str], ...] = tuple(_layer_plan())
+LAYER_NAMES: tuple[str, ...] = tuple(name for name, _ in LAYER_PLAN)
+LAYER_INDEX: dict[str, int] = {name: i for i, name in enumerate(LAYER_NAMES)}
+#: Layers that keep a spatial map (usable for Gram matrices).
+SPATIAL_LAYERS: tuple[str, ...] = LAYER_NAMES[: LAYER_INDEX["adapt"]]
+#: Layers after the adaptive pooling: vectors, usable as content only.
+FC_LAYERS: tuple[str, ...] = ("fc6", "relu6", "fc7", "relu7", "fc8")
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How an RGB image in [0, 1] becomes the network's input for a given set of weights.
+
+    torchvision weights want RGB normalised by ImageNet mean/std; the Caffe-converted weights of
+    neural-style want BGR in 0..255 minus the BGR mean.
+    """
+
+    name: str
+    bgr: bool
+    scale: float
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+TORCHVISION_PREPROCESSING = Preprocessing(
+    "torchvision", False, 1.0, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+)
+CAFFE_PREPROCESSING = Preprocessing(
+    "caffe", True, 255.0, (103.939, 116.779, 123.68), (1.0, 1.0, 1.0)
+)
+
+
+class MirageVGG(nn.Module):
+    """VGG19 whose named layers can be read at any input size.
+
+    Args:
+        preprocessing: how images in [0, 1] RGB are turned into network input.
+    """
+
+    def __init__(self, preprocessing: Preprocessing = TORCHVISION_PREPROCESSING) -> None:
+        super().__init__()
+        self.preprocessing = preprocessing
+        self.register_buffer("mean", torch.tensor(preprocessing.mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(preprocessing.std).view(1, 3, 1, 1))
+        self.layers = nn.ModuleDict()
+        in_ch = 3
+        channels = iter(c for c, n in _BLOCKS for _ in range(n))
+        for name, kind in LAYER_PLAN:
+            if kind == "conv":
+                out_ch = next(channels)
+                self.layers[name] = nn.Conv2d(in_ch, out_ch, 3, padding=1)
+                in_ch = out_ch
+            elif kind == "fc":
+                sizes = {"fc6": (512 * 7 * 7, 4096), "fc7": (4096, 4096), "fc8": (4096, 1000)}
+                self.layers[name] = nn.Linear(*sizes[name])
+        self._pools = {"max": nn.MaxPool2d(2, 2), "avg": nn.AvgPool2d(2, 2)}
+        self._adapt = nn.AdaptiveMaxPool2d((7, 7))
+
+    # -- weights -----------------------------------------------------------------------------
+
+    def load_torchvision_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Load a state dict in torchvision's ``vgg19`` layout (``features.N``, ``classifier.N``)."""
+        mine: dict[str, Tensor] = {}
+        conv_names = [n for n, k in LAYER_PLAN if k == "conv"]
+        conv_indices = [i for i, m in enumerate(_torchvision_feature_kinds()) if m == "conv"]
+        for name, index in zip(conv_names, conv_indices, strict=True):
+            for p in ("weight", "bias"):
+                mine[f"layers.{name}.{p}"] = state[f"features.{index}.{p}"]
+        for name, index in _CLASSIFIER_INDEX.items():
+            for p in ("weight", "bias"):
+                mine[f"layers.{name}.{p}"] = state[f"classifier.{index}.{p}"]
+        mine["mean"] = self.mean
+        mine["std"] = self.std
+        self.load_state_dict(mine)
+
+    # -- forward -----------------------------------------------------------------------------
+
+    def prepare(self, image: Tensor) -> Tensor:
+        """Turn a (N, 3, H, W) RGB image in [0, 1] into network input."""
+        x = image.flip(1) if self.preprocessing.bgr else image
+        return (x * self.preprocessing.scale - self.mean) / self.std
+
+    def features(self, image: Tensor, wanted: Iterable[str],
+                 pooling: str = "max") -> dict[str, Tensor]:
+        """Return the outputs of the ``wanted`` layers for an RGB image in [0, 1].
+
+        Only the layers up to the deepest wanted one are run. ``pooling`` is ``"max"`` (as
+        trained) or ``"avg"`` for pool1..pool5; the adaptive pooling before fc6 is always max.
+        """
+        wanted = set(wanted)
+        unknown = wanted - set(LAYER_NAMES)
+        if unknown:
+            raise ValueError(f"unknown layer(s): {', '.join(sorted(unknown))}")
+        if not wanted:
+            return {}
+        if min(image.shape[-2:]) < MIN_SIDE:
+            raise ValueError(f"image too small for VGG19: each side needs at least {MIN_SIDE} px")
+        last = max(LAYER_INDEX[n] for n in wanted)
+        x = self.prepare(image)
+        out: dict[str, Tensor] = {}
+        previous = ""
+        for name, kind in LAYER_PLAN[: last + 1]:
+            if kind in ("conv", "fc"):
+                x = self.layers[name](x)
+            elif kind == "relu":
+                x = torch.relu(x) if previous in wanted else torch.relu_(x)
+            elif kind == "pool":
+                x = self._pools[pooling](x)
+            else:
+                x = torch.flatten(self._adapt(x), 1)
+            if name in wanted:
+                out[name] = x
+            previous = name
+        return out
+
+    def forward(self, image: Tensor) -> Tensor:
+        """fc8 logits for an RGB image in [0, 1] of any size."""
+        return self.features(image, ["fc8"])["fc8"]
+
+
+def _torchvision_feature_kinds() -> list[str]:
+    """Kinds of the modules in torchvision's ``vgg19().features``, by index."""
+    kinds: list[str] = []
+    for _, convs in _BLOCKS:
+        kinds += ["conv", "relu"] * convs + ["pool"]
+    return kinds
+
+
+def random_state_dict(seed: int = 0) -> dict[str, Tensor]:
+    """Seeded random weights with torchvision's own initialisation (NOT pretrained).
+
+    Used by tests and smoke runs; everything that shows such a model labels it as random.
+    """
+    from torchvision.models import vgg19
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return vgg19(weights=None).state_dict()

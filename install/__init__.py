@@ -1,0 +1,1 @@
+"""Installing what neural-mirage needs: weights, the user service, the editor plug-ins."""

@@ -1,0 +1,226 @@
+"""The ``neural-mirage`` command.
+
+Every expected failure (bad option, bad file, missing weights, ...) ends in one line on stderr,
+``neural-mirage: error: ...``, and exit code 2; a cancel (Ctrl-C) exits with 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from . import __version__
+
+EXIT_ERROR = 2
+EXIT_CANCELLED = 130
+
+
+class UsageError(Exception):
+    """A mistake in the command line; printed as one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage mistake as one line instead of usage text plus a line."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def parse_layers(text: str) -> dict[str, float]:
+    """``"fc7,relu4_2:0.2"`` -> ``{"fc7": 1.0, "relu4_2": 0.2}``; an empty string -> {}."""
+    layers: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, weight = item.partition(":")
+        try:
+            layers[name.strip()] = float(weight) if weight else 1.0
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"layer weight {weight!r} of {name!r} is not a number") from None
+    return layers
+
+
+def parse_floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers"
+                                         ) from None
+
+
+def add_render_options(parser: argparse.ArgumentParser) -> None:
+    """The options that make :class:`RenderParams`; shared by ``render`` and ``submit``."""
+    from .engine.params import RenderParams
+
+    d = RenderParams()
+    g = parser.add_argument_group("render options")
+    g.add_argument("--size", type=int, default=d.size, help="longest side of the result (px)")
+    g.add_argument("--content-layers", type=parse_layers, default=d.content_layers,
+                   metavar="LAYER[:W],...", help="content layers, e.g. fc7 or fc7,relu4_2:0.2")
+    g.add_argument("--style-layers", type=parse_layers, default=d.style_layers,
+                   metavar="LAYER[:W],...", help="style (Gram) layers")
+    g.add_argument("--content-weight", type=float, default=d.content_weight)
+    g.add_argument("--style-weight", type=float, default=d.style_weight)
+    g.add_argument("--tv-weight", type=float, default=d.tv_weight)
+    g.add_argument("--normalization", choices=("relative", "neural-style"),
+                   default=d.normalization, help="loss normalisation (see README)")
+    g.add_argument("--style", action="append", default=[], metavar="IMAGE",
+                   help="a style image (repeat for several); default: the input itself")
+    g.add_argument("--style-blend", type=parse_floats, default=None, metavar="W,...")
+    g.add_argument("--style-scale", type=float, default=d.style_scale)
+    g.add_argument("--init", choices=("random", "content", "image"), default=d.init)
+    g.add_argument("--init-image", metavar="IMAGE")
+    g.add_argument("--seed", type=int, default=d.seed)
+    g.add_argument("--optimizer", choices=("lbfgs", "adam"), default=d.optimizer)
+    g.add_argument("--lbfgs-history", type=int, default=d.lbfgs_history,
+                   help="0: as large as fits in 512 MB")
+    g.add_argument("--learning-rate", type=float, default=d.learning_rate, help="Adam only")
+    g.add_argument("--iterations", type=int, default=d.iterations,
+                   help="iterations at the final size")
+    g.add_argument("--scales", type=int, default=d.scales, help="coarse-to-fine scales (0: auto)")
+    g.add_argument("--pooling", choices=("max", "avg"), default=d.pooling)
+    g.add_argument("--normalize-gradients", action="store_true")
+    g.add_argument("--original-colors", action="store_true")
+    g.add_argument("--early-stop", type=float, default=d.early_stop,
+                   help="stop a scale when the loss improves less than this fraction (0: never)")
+
+
+def params_from_args(args: argparse.Namespace) -> Any:
+    from .engine.params import RenderParams
+
+    return RenderParams(
+        size=args.size, content_layers=args.content_layers, style_layers=args.style_layers,
+        content_weight=args.content_weight, style_weight=args.style_weight,
+        tv_weight=args.tv_weight, normalization=args.normalization,
+        style_blend=args.style_blend, style_scale=args.style_scale, init=args.init,
+        seed=args.seed, optimizer=args.optimizer, lbfgs_history=args.lbfgs_history,
+        learning_rate=args.learning_rate, iterations=args.iterations, scales=args.scales,
+        pooling=args.pooling, normalize_gradients=args.normalize_gradients,
+        original_colors=args.original_colors, early_stop=args.early_stop,
+    ).validate()
+
+
+def add_weights_options(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("model")
+    g.add_argument("--weights", choices=("torchvision", "caffe", "random"), default="torchvision",
+                   help="torchvision (default), caffe (neural-style's file) or random "
+                        "(untrained, for smoke runs)")
+    g.add_argument("--weights-path", metavar="FILE", help="weights file (default: torch's cache)")
+    g.add_argument("--no-verify-weights", action="store_true",
+                   help="skip the sha256 check (for neural-style-pt's remapped caffe file)")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    """Render in this process, with no daemon."""
+    from .console import ProgressLine, print_seen
+    from .convert import from_tensor, to_tensor
+    from .engine import Progress, pick_device, render
+    from .images import read_image, write_image
+    from .install.weights import load_model
+
+    params = params_from_args(args)
+    if args.save_every < 0:
+        raise UsageError("--save-every must not be negative")
+    params.preview_every = args.save_every
+    output = Path(args.output)
+    if output.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        raise UsageError(f"{output}: the output must end in .png, .jpg or .jpeg")
+    if args.init == "image" and not args.init_image:
+        raise UsageError("--init image needs --init-image")
+    source = read_image(args.input)
+    styles = [to_tensor(read_image(p)) for p in args.style]
+    init_image = to_tensor(read_image(args.init_image)) if args.init_image else None
+    device = pick_device(args.device)
+    model, info = load_model(args.weights, args.weights_path, device,
+                             verify=not args.no_verify_weights)
+    if not info.pretrained:
+        print(f"Using {info.label}: the result shows the method, not a real mirage.",
+              file=sys.stderr)
+    progress = ProgressLine()
+
+    def on_progress(p: Progress) -> None:
+        progress.update(p.iteration, p.total, p.scale, p.scales, p.width, p.height, p.loss,
+                        p.eta, p.losses)
+        if p.preview is not None:
+            step = output.with_name(f"{output.stem}.{p.iteration:05d}{output.suffix}")
+            write_image(step, from_tensor(p.preview, source), args.bits)
+
+    try:
+        result = render(model, to_tensor(source), params, styles=styles or None,
+                        init_image=init_image, on_progress=on_progress, see_top=args.top)
+    finally:
+        progress.close()
+    write_image(output, from_tensor(result.image, source), args.bits)
+    print(f"Wrote {output} ({result.image.shape[2]}x{result.image.shape[1]}, "
+          f"{result.iterations} iterations in {result.elapsed:.1f} s on {device}, "
+          f"loss {result.loss:.4g}{', stopped early' if result.stopped_early else ''})")
+    if args.top:
+        print_seen("The net sees in the input", [vars(s) for s in result.seen_input],
+                   info.pretrained)
+        print_seen("The net sees in the result", [vars(s) for s in result.seen_result],
+                   info.pretrained)
+    return 0
+
+
+def cmd_fetch_weights(args: argparse.Namespace) -> int:
+    from .install.weights import fetch_weights
+
+    path = fetch_weights(args.which, Path(args.dest) if args.dest else None)
+    print(f"{args.which} weights verified at {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="neural-mirage", description=(
+        "Neural mirage: style transfer whose content is what VGG19's fully connected layers "
+        "see in a photo."))
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = commands.add_parser("render", help="render an image in this process (no daemon)")
+    p.add_argument("input", help="the photo (JPEG, PNG, TIFF, ...)")
+    p.add_argument("output", help="the result (.png or .jpg)")
+    add_render_options(p)
+    add_weights_options(p)
+    g = p.add_argument_group("output")
+    g.add_argument("--bits", type=int, choices=(8, 16), help="PNG bit depth (default: as input)")
+    g.add_argument("--save-every", type=int, default=0, metavar="N",
+                   help="also write OUTPUT-name.NNNNN.png every N iterations")
+    g.add_argument("--top", type=int, default=5, help="classes to report (0: none)")
+    p.set_defaults(func=cmd_render)
+
+    p = commands.add_parser("fetch-weights", help="download and verify VGG19 weights")
+    p.add_argument("which", nargs="?", choices=("torchvision", "caffe"), default="torchvision")
+    p.add_argument("--dest", metavar="FILE", help="where to put the file (default: torch's cache)")
+    p.set_defaults(func=cmd_fetch_weights)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .engine import ParamError, RenderCancelled, RenderDiverged
+    from .images import ImageError
+    from .install.weights import WeightsError
+
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except (UsageError, ParamError, ImageError, WeightsError, RenderDiverged,
+            argparse.ArgumentTypeError) as exc:
+        print(f"neural-mirage: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except ValueError as exc:  # device names and the like, from torch-free checks
+        print(f"neural-mirage: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except (KeyboardInterrupt, RenderCancelled):
+        print("neural-mirage: cancelled", file=sys.stderr)
+        return EXIT_CANCELLED
+    except MemoryError:
+        print("neural-mirage: error: out of memory: try a smaller --size", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())
