@@ -1,4 +1,4 @@
-"""The neural-mirage engine: VGG19 with fc content and Gram style, pure torch (no file or socket I/O).
+"""The neural-mirage engine: VGG19, fc content and Gram style; pure torch, no file or socket I/O.
 
 Typical use::
 

@@ -60,7 +60,7 @@ class RenderParams:
     original_colors: bool = False
     """Keep the content's colours: only the luminance comes from the render."""
     early_stop: float = 1e-3
-    """Stop a scale when the loss improved by less than this fraction over 25 iterations (0: never)."""
+    """Stop a scale when the loss improves less than this fraction in 25 iterations (0: never)."""
     preview_every: int = 0
     """Hand a preview image to the progress callback every N iterations (0: never)."""
 

@@ -171,6 +171,44 @@ class _Objective:
         return torch.stack(list(terms.values())).sum(), terms
 
 
+class _Stepper:
+    """One optimiser on one image at one scale; :meth:`step` is one iteration."""
+
+    def __init__(self, objective: _Objective, params: RenderParams, scale: Scale,
+                 start: Tensor) -> None:
+        self.objective = objective
+        self.clamp = params.optimizer == "adam"
+        self.image = resize(start.detach(), scale.width, scale.height).contiguous()
+        self.image.requires_grad_(True)
+        if params.optimizer == "lbfgs":
+            # One function evaluation per step, no line search: neural-style's behaviour, and it
+            # lets progress, previews and cancel happen between any two evaluations.
+            self.optimizer: torch.optim.Optimizer = torch.optim.LBFGS(
+                [self.image], lr=1.0, max_iter=1, history_size=_history_size(params, scale),
+                tolerance_grad=-1, tolerance_change=-1)
+        else:
+            self.optimizer = torch.optim.Adam([self.image], lr=params.learning_rate)
+        self._terms: dict[str, Tensor] = {}
+
+    def _closure(self) -> Tensor:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss, self._terms = self.objective(self.image)
+        loss.backward()
+        return loss
+
+    def step(self) -> tuple[float, dict[str, float]]:
+        """Run one iteration; return the loss and its terms (at the point evaluated)."""
+        loss = float(self.optimizer.step(self._closure).detach())
+        if self.clamp:
+            with torch.no_grad():
+                self.image.clamp_(0, 1)
+        if not math.isfinite(loss):
+            raise RenderDiverged("the loss became NaN or infinite: lower the weights "
+                                 "(or the learning rate with Adam)")
+        values = torch.stack(list(self._terms.values())).detach().tolist()
+        return loss, dict(zip(self._terms, values, strict=True))
+
+
 def _history_size(params: RenderParams, scale: Scale) -> int:
     if params.lbfgs_history:
         return params.lbfgs_history
@@ -243,36 +281,12 @@ def render(
         style_side = max(MIN_SIDE, round(params.style_scale * max(scale.width, scale.height)))
         styles_s = [resize(s, *fit_size(s.shape[-1], s.shape[-2], style_side)) for s in styles]
         objective = _Objective(model, params, content_s, styles_s, blend)
-        image = resize(image.detach(), scale.width, scale.height).contiguous()
-        image.requires_grad_(True)
-        if params.optimizer == "lbfgs":
-            optimizer: torch.optim.Optimizer = torch.optim.LBFGS(
-                [image], lr=1.0, max_iter=1, history_size=_history_size(params, scale),
-                tolerance_grad=-1, tolerance_change=-1)
-        else:
-            optimizer = torch.optim.Adam([image], lr=params.learning_rate)
+        stepper = _Stepper(objective, params, scale, image)
         history: list[float] = []
-        terms_now: dict[str, Tensor] = {}
-
-        def closure(objective: _Objective = objective) -> Tensor:
-            nonlocal terms_now
-            optimizer.zero_grad(set_to_none=True)
-            loss, terms_now = objective(image)
-            loss.backward()
-            return loss
-
         for _ in range(scale.iterations):
             if should_cancel is not None and should_cancel():
                 raise RenderCancelled()
-            loss = optimizer.step(closure)
-            if params.optimizer == "adam":
-                with torch.no_grad():
-                    image.clamp_(0, 1)
-            loss_value = float(loss)
-            if not math.isfinite(loss_value):
-                raise RenderDiverged("the loss became NaN or infinite: lower the weights "
-                                     "(or the learning rate with Adam)")
-            loss_terms = {k: float(v) for k, v in terms_now.items()}
+            loss_value, loss_terms = stepper.step()
             done += 1
             work_done += scale.width * scale.height
             history.append(loss_value)
@@ -280,7 +294,7 @@ def render(
                 elapsed = time.perf_counter() - started
                 preview = None
                 if params.preview_every and done % params.preview_every == 0:
-                    preview = image.detach()[0].clamp(0, 1).float().cpu()
+                    preview = stepper.image.detach()[0].clamp(0, 1).float().cpu()
                 on_progress(Progress(
                     iteration=done, total=total, scale=index, scales=len(scales),
                     width=scale.width, height=scale.height, loss=loss_value, losses=loss_terms,
@@ -292,8 +306,9 @@ def render(
                 stopped_early = True
                 break
         work_total -= (scale.iterations - len(history)) * scale.width * scale.height
+        image = stepper.image.detach()
 
-    result = image.detach().clamp(0, 1)
+    result = image.clamp(0, 1)
     if params.original_colors:
         result = keep_colors(result, resize(content, width, height))
     seen_input = top_classes(model, resize(content, width, height), see_top) if see_top else []

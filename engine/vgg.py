@@ -104,7 +104,7 @@ class MirageVGG(nn.Module):
     # -- weights -----------------------------------------------------------------------------
 
     def load_torchvision_state_dict(self, state: dict[str, Tensor]) -> None:
-        """Load a state dict in torchvision's ``vgg19`` layout (``features.N``, ``classifier.N``)."""
+        """Load a state dict in torchvision's ``vgg19`` layout (features.N, classifier.N)."""
         mine: dict[str, Tensor] = {}
         conv_names = [n for n, k in LAYER_PLAN if k == "conv"]
         conv_indices = [i for i, m in enumerate(_torchvision_feature_kinds()) if m == "conv"]

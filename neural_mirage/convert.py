@@ -1,4 +1,4 @@
-"""Between :class:`~neural_mirage.images.Picture` (numpy, for files and sockets) and torch tensors."""
+"""Between Picture (numpy, for files and sockets) and torch tensors."""
 
 from __future__ import annotations
 

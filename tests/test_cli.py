@@ -1,0 +1,99 @@
+"""The installed ``neural-mirage`` command, run as a user runs it: a real process, real files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import png
+import pytest
+from PIL import Image
+
+CLI = [sys.executable, "-m", "neural_mirage.cli"]
+FAST = ["--weights", "random", "--size", "48", "--iterations", "3", "--scales", "1"]
+
+
+def run(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **(env or {})})
+
+
+@pytest.fixture()
+def photo(tmp_path) -> Path:
+    y, x = np.mgrid[0:60, 0:80]
+    rgb = np.stack([x * 3, y * 4, (x + y) * 2], axis=2).clip(0, 255).astype(np.uint8)
+    path = tmp_path / "photo.png"
+    Image.fromarray(rgb).save(path)
+    return path
+
+
+def test_render_writes_result_and_reports_what_the_net_sees(tmp_path, photo):
+    out = tmp_path / "out.png"
+    r = run("render", photo, out, *FAST, "--save-every", "2", "--top", "3")
+    assert r.returncode == 0, r.stderr
+    assert Image.open(out).size == (48, 36)
+    assert (tmp_path / "out.00002.png").exists()
+    assert "The net sees in the input:" in r.stdout
+    assert "The net sees in the result:" in r.stdout
+    assert "RANDOM weights" in r.stdout and "RANDOM weights" in r.stderr
+
+
+def test_render_keeps_alpha_and_16_bits(tmp_path):
+    rng = np.random.default_rng(1)
+    data = (rng.random((40, 50, 4)) * 65535).astype(np.uint16)
+    data[:, :25, 3] = 65535
+    data[:, 25:, 3] = 0
+    src = tmp_path / "rgba16.png"
+    with src.open("wb") as f:
+        png.Writer(50, 40, bitdepth=16, greyscale=False, alpha=True).write(f, data.reshape(40, -1))
+    out = tmp_path / "out16.png"
+    r = run("render", src, out, *FAST, "--size", "50", "--top", "0")
+    assert r.returncode == 0, r.stderr
+    width, height, rows, info = png.Reader(filename=str(out)).asDirect()
+    assert (width, height, info["bitdepth"], info["alpha"]) == (50, 40, 16, True)
+    back = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows]).reshape(40, 50, 4)
+    assert back[:, :20, 3].min() == 65535 and back[:, 30:, 3].max() == 0
+
+
+def test_render_grey_jpeg_to_jpeg(tmp_path, photo):
+    src = tmp_path / "grey.jpg"
+    Image.open(photo).convert("L").save(src)
+    out = tmp_path / "out.jpg"
+    r = run("render", src, out, *FAST, "--top", "0")
+    assert r.returncode == 0, r.stderr
+    assert Image.open(out).mode == "RGB"
+
+
+def test_missing_weights_say_how_to_get_them(tmp_path, photo):
+    r = run("render", photo, tmp_path / "o.png", "--size", "48",
+            env={"TORCH_HOME": str(tmp_path / "empty-torch-home")})
+    assert r.returncode == 2
+    assert "weights not found" in r.stderr and "fetch-weights" in r.stderr
+    assert "--weights random" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["render", "{tmp}/nope.png", "{tmp}/o.png"], "no such file"),
+    (["render", "{tmp}/text.png", "{tmp}/o.png"], "not an image"),
+    (["render", "{tmp}/empty.png", "{tmp}/o.png"], "not an image"),
+    (["render", "{photo}", "{tmp}/o.png", "--content-layers", "fc9"], "unknown or unusable layer"),
+    (["render", "{photo}", "{tmp}/o.png", "--style-weight", "-1"], "must not be negative"),
+    (["render", "{photo}", "{tmp}/o.png", "--size", "100000"], "between 32 and 8192"),
+    (["render", "{photo}", "{tmp}/o.png", "--frobnicate"], "unrecognized arguments"),
+    (["render", "{photo}", "{tmp}/o.gif"], "must end in .png"),
+    (["render", "{photo}", "{tmp}/o.png", "--content-layers", "fc7:x"], "not a number"),
+    (["render", "{photo}", "{tmp}/o.png", "--device", "cuda:7"], "cuda"),
+])
+def test_bad_input_is_one_clear_line(tmp_path, photo, args, message):
+    (tmp_path / "text.png").write_text("not really a picture")
+    (tmp_path / "empty.png").write_bytes(b"")
+    argv = [a.format(tmp=tmp_path, photo=photo) for a in args]
+    r = run(*argv, *FAST[:2])
+    assert r.returncode == 2
+    assert message in r.stderr
+    assert "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr

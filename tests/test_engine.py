@@ -1,0 +1,215 @@
+"""The engine on seeded random weights: shapes, exactness, losses, schedule, cancel, determinism."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from torchvision.models import vgg19
+
+from neural_mirage.engine import (
+    LAYER_NAMES,
+    ParamError,
+    RenderCancelled,
+    RenderParams,
+    plan_scales,
+    random_state_dict,
+    render,
+    top_classes,
+)
+from neural_mirage.engine.losses import feature_loss, gram, tv_loss
+from neural_mirage.engine.render import keep_colors
+
+FAST = dict(size=64, iterations=6, scales=1, early_stop=0.0)
+
+
+@pytest.mark.parametrize("hw", [(37, 53), (224, 224), (300, 200), (480, 640)])
+def test_fc_layers_work_at_any_size(model, hw):
+    image = torch.rand(1, 3, *hw)
+    feats = model.features(image, ["fc6", "fc7", "fc8", "relu5_4"])
+    assert feats["fc6"].shape == (1, 4096)
+    assert feats["fc7"].shape == (1, 4096)
+    assert feats["fc8"].shape == (1, 1000)
+    assert feats["relu5_4"].shape[-2:] == (hw[0] // 16, hw[1] // 16)
+
+
+def test_fc8_equals_torchvision_logits_at_224(model):
+    reference = vgg19(weights=None)
+    reference.load_state_dict(random_state_dict(0))
+    reference.eval()
+    image = torch.rand(2, 3, 224, 224)
+    with torch.no_grad():
+        ours = model(image)
+        theirs = reference(model.prepare(image))
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
+
+
+def test_two_forward_passes_agree(model):
+    image = torch.rand(1, 3, 64, 80)
+    with torch.no_grad():
+        a = model.features(image, ["fc7"])["fc7"]
+        b = model.features(image, ["fc7"])["fc7"]
+    assert torch.equal(a, b)
+
+
+def test_layers_after_deepest_loss_are_not_run(model):
+    called: list[str] = []
+    hooks = [module.register_forward_hook(lambda m, i, o, n=name: called.append(n))
+             for name, module in model.layers.items()]
+    try:
+        model.features(torch.rand(1, 3, 64, 64), ["relu3_1"])
+    finally:
+        for h in hooks:
+            h.remove()
+    assert called == ["conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1"]
+
+
+def test_reading_a_pre_relu_layer_keeps_its_value(model):
+    """fc7 is read before relu7: an in-place ReLU would clip the stored negatives."""
+    feats = model.features(torch.rand(1, 3, 64, 64), ["fc7", "fc8"])
+    assert (feats["fc7"] < 0).any()
+
+
+def test_unknown_layer_is_rejected(model):
+    with pytest.raises(ValueError, match="unknown layer"):
+        model.features(torch.rand(1, 3, 64, 64), ["fc9"])
+
+
+def test_gram_matches_hand_computation():
+    f = torch.randn(1, 3, 4, 5)
+    m = f[0].numpy().reshape(3, 20)
+    expected = np.array([[sum(m[i, k] * m[j, k] for k in range(20)) for j in range(3)]
+                         for i in range(3)]) / (3 * 4 * 5)
+    np.testing.assert_allclose(gram(f).numpy(), expected, rtol=1e-5)
+
+
+def test_loss_normalisations_match_hand_computation():
+    a = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    t = torch.tensor([1.0, 0.0, 3.0, 2.0])
+    assert feature_loss(a, t, "neural-style").item() == pytest.approx((0 + 4 + 0 + 4) / 4)
+    assert feature_loss(a, t, "relative").item() == pytest.approx(8 / (1 + 0 + 9 + 4))
+    img = torch.zeros(1, 3, 2, 2)
+    img[0, :, 0, 0] = 1.0
+    # differences: one in x and one in y per channel, each 1.0
+    assert tv_loss(img, "neural-style").item() == pytest.approx(255.0 * 6)
+    assert tv_loss(img, "relative").item() == pytest.approx(3 / 6 + 3 / 6)
+
+
+@pytest.mark.parametrize("content", [{"fc7": 1.0}, {"relu4_2": 1.0}, {"fc7": 1.0, "relu4_2": 0.5}],
+                         ids=["fc-only", "conv-only", "mixed"])
+def test_loss_falls(model, photo, content):
+    losses: list[float] = []
+    params = RenderParams(content_layers=content, **{**FAST, "iterations": 20})
+    render(model, photo, params, on_progress=lambda p: losses.append(p.loss), see_top=0)
+    assert len(losses) == 20
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_adam_loss_falls(model, photo):
+    losses: list[float] = []
+    params = RenderParams(optimizer="adam", learning_rate=0.05, **{**FAST, "iterations": 15})
+    render(model, photo, params, on_progress=lambda p: losses.append(p.loss), see_top=0)
+    assert losses[-1] < losses[0]
+
+
+def test_same_seed_same_result_and_other_seed_differs(model, photo):
+    a = render(model, photo, RenderParams(seed=3, **FAST), see_top=0).image
+    b = render(model, photo, RenderParams(seed=3, **FAST), see_top=0).image
+    c = render(model, photo, RenderParams(seed=4, **FAST), see_top=0).image
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_cancel_takes_effect_within_one_iteration(model, photo):
+    seen: list[int] = []
+    cancel_after = 3
+
+    with pytest.raises(RenderCancelled):
+        render(model, photo, RenderParams(**{**FAST, "iterations": 50}),
+               on_progress=lambda p: seen.append(p.iteration),
+               should_cancel=lambda: len(seen) >= cancel_after)
+    assert seen == [1, 2, 3]
+
+
+def test_progress_reports_terms_scales_and_previews(model, photo):
+    reports = []
+    params = RenderParams(size=96, iterations=2, scales=2, early_stop=0.0, preview_every=2)
+    result = render(model, photo, params, on_progress=reports.append, see_top=3)
+    assert [(r.scale, r.width) for r in reports] == [(1, 48)] * 4 + [(2, 96)] * 2
+    assert reports[-1].iteration == reports[-1].total == 6
+    assert set(reports[0].losses) == {"content:fc7", "tv"} | {
+        f"style:relu{i}_1" for i in range(1, 6)}
+    assert reports[0].loss == pytest.approx(sum(reports[0].losses.values()), rel=1e-5)
+    previews = [r.preview for r in reports if r.preview is not None]
+    assert [p.shape for p in previews] == [(3, 36, 48), (3, 36, 48), (3, 72, 96)]
+    assert result.image.shape == (3, 72, 96)
+    assert len(result.seen_input) == len(result.seen_result) == 3
+
+
+def test_early_stop_ends_a_flat_scale(model, photo):
+    params = RenderParams(size=64, iterations=400, scales=1, early_stop=0.5)
+    result = render(model, photo, params, see_top=0)
+    assert result.stopped_early
+    assert 25 < result.iterations < 400
+
+
+def test_automatic_scales_halve_and_double_iterations():
+    params = RenderParams(iterations=100)
+    scales = plan_scales(1024, 768, params)
+    assert [(s.width, s.height, s.iterations) for s in scales] == [
+        (128, 96, 800), (256, 192, 400), (512, 384, 200), (1024, 768, 100)]
+    assert len(plan_scales(100, 100, params)) == 1
+    with pytest.raises(ParamError, match="at least 32"):
+        plan_scales(512, 20, params)
+
+
+def test_multiple_styles_and_blend(model, photo):
+    other = torch.rand(3, 40, 40)
+    params = RenderParams(style_blend=[3, 1], **FAST)
+    result = render(model, photo, params, styles=[photo, other], see_top=0)
+    assert result.image.shape == (3, 48, 64)
+    with pytest.raises(ParamError, match="blend"):
+        render(model, photo, RenderParams(style_blend=[1, 1, 1], **FAST),
+               styles=[photo, other], see_top=0)
+
+
+def test_init_content_and_original_colors(model, photo):
+    params = RenderParams(init="content", original_colors=True, **FAST)
+    result = render(model, photo, params, see_top=0)
+    assert result.image.min() >= 0 and result.image.max() <= 1
+    grey = torch.full((1, 3, 8, 8), 0.5)
+    coloured = keep_colors(grey, torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1).expand(1, 3, 8, 8))
+    assert coloured[0, 0].mean() > coloured[0, 1].mean()  # chroma from the red content
+
+
+def test_top_classes_are_sorted_probabilities(model):
+    seen = top_classes(model, torch.rand(3, 50, 70), k=4)
+    assert len(seen) == 4
+    assert all(a.probability >= b.probability for a, b in itertools.pairwise(seen))
+    assert all(isinstance(s.name, str) and s.name for s in seen)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"content_layers": {"fc9": 1.0}}, "unknown or unusable layer 'fc9'"),
+    ({"style_layers": {"fc7": 1.0}}, "spatial map"),
+    ({"style_weight": -1.0}, "must not be negative"),
+    ({"size": 100_000}, "between 32 and 8192"),
+    ({"iterations": 0}, "between 1 and"),
+    ({"optimizer": "sgd"}, "optimizer must be one of"),
+    ({"content_layers": {}, "style_layers": {}}, "at least one"),
+])
+def test_bad_params_name_the_problem(change, message):
+    with pytest.raises(ParamError, match=message):
+        RenderParams(**change).validate()
+
+
+def test_params_from_dict_rejects_unknown_and_wrong_types():
+    with pytest.raises(ParamError, match="unknown parameter"):
+        RenderParams.from_dict({"sise": 3})
+    with pytest.raises(ParamError, match="whole number"):
+        RenderParams.from_dict({"size": "big"})
+    assert RenderParams.from_dict({"style_weight": 2}).style_weight == 2.0
+    assert set(RenderParams().to_dict()) >= {"size", "content_layers"}
+    assert "fc8" in LAYER_NAMES
