@@ -173,6 +173,124 @@ def cmd_fetch_weights(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_daemon(args: argparse.Namespace) -> int:
+    """Run the render daemon in the foreground."""
+    from .daemon.server import DaemonConfig, configure_logging, default_cache_dir, run_daemon
+
+    config = DaemonConfig(max_queue=args.max_queue, max_pixels=args.max_pixels,
+                          client_timeout=args.client_timeout,
+                          curve_dir=Path(args.curve_dir) if args.curve_dir else None)
+    if args.bind:
+        config.endpoint = args.bind
+    log_file = Path(args.log_file) if args.log_file else default_cache_dir() / "daemon.log"
+    configure_logging(log_file, args.verbose)
+    run_daemon(config, args.weights, args.weights_path, args.devices.split(","),
+               verify=not args.no_verify_weights)
+    return 0
+
+
+def _client(args: argparse.Namespace, spawn: bool = False) -> Any:
+    from .daemon.client import Client
+
+    return Client.connect(args.endpoint, timeout=args.timeout, spawn=spawn,
+                          on_spawn=lambda: print("Starting the daemon...", file=sys.stderr))
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    """Render through the daemon."""
+    from .console import ProgressLine, print_seen
+    from .daemon import pixels
+    from .images import Picture, read_image, write_image
+
+    params = params_from_args(args)
+    output = Path(args.output)
+    if output.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        raise UsageError(f"{output}: the output must end in .png, .jpg or .jpeg")
+    if args.style or args.init_image:
+        raise UsageError("--style and --init-image work with 'render' only (the daemon takes one "
+                         "image per job)")
+    source = read_image(args.input)
+    like = {"channels": 4 if source.alpha is not None else 3,
+            "order": "RGBA" if source.alpha is not None else "RGB",
+            "dtype": "u16" if source.bits == 16 else "u8"}
+    meta, raw = pixels.encode(source.rgb, source.alpha, like)
+    with _client(args, spawn=args.spawn) as client:
+        accepted = client.submit(raw, meta, params.to_dict(), detach=args.detach)
+        job = accepted["job"]
+        if args.detach:
+            print(job)
+            return 0
+        print(f"Job {job} queued at position {accepted['position']}", file=sys.stderr)
+        progress = ProgressLine()
+        try:
+            result = client.wait(job, on_progress=lambda p, _: progress.update(
+                p["iteration"], p["total"], p["scale"], p["scales"], p["width"], p["height"],
+                p["loss"], p["eta"], p["losses"]))
+        except KeyboardInterrupt:
+            client.cancel(job)
+            raise
+        finally:
+            progress.close()
+        rgb, alpha = pixels.decode(result.image, result.pixels, max_pixels=1 << 62)
+        write_image(output, Picture(rgb, alpha, source.bits), args.bits)
+        client.ack(job)
+    header = result.header
+    print(f"Wrote {output} ({rgb.shape[1]}x{rgb.shape[0]}, {header['iterations']} iterations in "
+          f"{header['elapsed']:.1f} s, {header['model']})")
+    print_seen("The net sees in the input", header["seen_input"], header["pretrained"])
+    print_seen("The net sees in the result", header["seen_result"], header["pretrained"])
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import json
+
+    with _client(args) as client:
+        status = client.status()
+    status.pop("rid", None)
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return 0
+    print(f"neural-mirage daemon {status['version']} on {', '.join(status['devices'])}, "
+          f"{status['model']}, up {status['uptime']:.0f} s, "
+          f"{status['memory']['rss'] / 2**20:.0f} MB resident")
+    for job in status["running"]:
+        print(f"  running {job['job']} {job['width']}x{job['height']} "
+              f"{job['iteration']}/{job['total']} on {job['device']}")
+    for position, job in enumerate(status["queue"], start=1):
+        print(f"  queued  {job['job']} {job['width']}x{job['height']} (position {position})")
+    print(f"  {status['stored']['results']} finished result(s) waiting to be fetched")
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        reply = client.cancel(args.job)
+    print(f"Job {args.job}: {reply.get('state', 'cancelled')}")
+    return 0
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from .daemon import pixels
+    from .images import Picture, write_image
+
+    with _client(args) as client:
+        result = client.fetch(args.job)
+        rgb, alpha = pixels.decode(result.image, result.pixels, max_pixels=1 << 62)
+        bits = 16 if result.image["dtype"] != "u8" else 8
+        write_image(args.output, Picture(rgb, alpha, bits))
+        client.ack(args.job)
+    print(f"Wrote {args.output}")
+    return 0
+
+
+def add_client_options(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("daemon connection")
+    g.add_argument("--endpoint", help="daemon endpoint (default: from the connection file)")
+    g.add_argument("--timeout", type=float, default=10.0,
+                   help="seconds to wait for the daemon before giving up")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="neural-mirage", description=(
         "Neural mirage: style transfer whose content is what VGG19's fully connected layers "
@@ -192,6 +310,50 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--top", type=int, default=5, help="classes to report (0: none)")
     p.set_defaults(func=cmd_render)
 
+    p = commands.add_parser("daemon", help="run the render daemon in the foreground")
+    p.add_argument("--bind", metavar="ENDPOINT",
+                   help="e.g. tcp://127.0.0.1:5599 (default: ipc:// in the runtime dir)")
+    add_weights_options(p)
+    p.add_argument("--devices", default="auto",
+                   help="one worker per device, e.g. cuda:0,cuda:1 (default: auto)")
+    p.add_argument("--max-queue", type=int, default=32, help="queued jobs before BUSY")
+    p.add_argument("--max-pixels", type=int, default=4096 * 4096, help="largest input image")
+    p.add_argument("--client-timeout", type=float, default=1.5,
+                   help="cancel a job when its client is silent this long (not detached jobs)")
+    p.add_argument("--curve-dir", metavar="DIR",
+                   help="CURVE keys (server.key_secret, clients/): needed for non-loopback binds")
+    p.add_argument("--log-file", metavar="FILE",
+                   help="default: ~/.cache/neural-mirage/daemon.log")
+    p.add_argument("--verbose", action="store_true")
+    p.set_defaults(func=cmd_daemon)
+
+    p = commands.add_parser("submit", help="render through the daemon")
+    p.add_argument("input")
+    p.add_argument("output")
+    add_render_options(p)
+    add_client_options(p)
+    p.add_argument("--detach", action="store_true",
+                   help="print the job id and return; fetch the result later")
+    p.add_argument("--spawn", action="store_true", help="start a daemon if none is running")
+    p.add_argument("--bits", type=int, choices=(8, 16), help="PNG bit depth (default: as input)")
+    p.set_defaults(func=cmd_submit)
+
+    p = commands.add_parser("status", help="show the daemon's queue, jobs and memory")
+    add_client_options(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+    p = commands.add_parser("cancel", help="cancel a queued or running job")
+    p.add_argument("job")
+    add_client_options(p)
+    p.set_defaults(func=cmd_cancel)
+
+    p = commands.add_parser("fetch", help="write a finished job's result to a file")
+    p.add_argument("job")
+    p.add_argument("output")
+    add_client_options(p)
+    p.set_defaults(func=cmd_fetch)
+
     p = commands.add_parser("fetch-weights", help="download and verify VGG19 weights")
     p.add_argument("which", nargs="?", choices=("torchvision", "caffe"), default="torchvision")
     p.add_argument("--dest", metavar="FILE", help="where to put the file (default: torch's cache)")
@@ -200,6 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .daemon.client import DaemonError, JobCancelled
+    from .daemon.protocol import ProtocolError
+    from .daemon.server import DaemonStartError
     from .engine import ParamError, RenderCancelled, RenderDiverged
     from .images import ImageError
     from .install.weights import WeightsError
@@ -207,8 +372,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)
-    except (UsageError, ParamError, ImageError, WeightsError, RenderDiverged,
-            argparse.ArgumentTypeError) as exc:
+    except JobCancelled as exc:
+        print(f"neural-mirage: {exc}", file=sys.stderr)
+        return EXIT_CANCELLED
+    except (UsageError, ParamError, ImageError, WeightsError, RenderDiverged, DaemonError,
+            DaemonStartError, ProtocolError, argparse.ArgumentTypeError) as exc:
         print(f"neural-mirage: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except ValueError as exc:  # device names and the like, from torch-free checks

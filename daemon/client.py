@@ -1,0 +1,300 @@
+"""A small client for the render daemon: pyzmq, msgpack and the standard library only.
+
+It runs in an editor's Python (3.10 to 3.13) as well as in scripts. Every wait has a timeout, so
+it never hangs when the daemon is absent or killed; sockets use LINGER=0 so closing never blocks.
+
+    with Client.connect(spawn=True) as client:
+        result = client.render(pixels, image_meta(w, h), {"size": 512},
+                               on_progress=lambda p, preview: print(p["iteration"]))
+        client.ack(result.job)
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import zmq
+
+from . import protocol as P
+
+ProgressCallback = Callable[[dict, "bytes | None"], None]
+
+
+class DaemonError(Exception):
+    """An ERROR from the daemon, or no daemon to talk to; ``code`` is a protocol E_* code."""
+
+    def __init__(self, code: str, message: str, job: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.job = job
+
+
+class JobCancelled(DaemonError):
+    def __init__(self, job: str) -> None:
+        super().__init__("cancelled", f"job {job} was cancelled", job)
+
+
+@dataclass
+class Result:
+    """A finished render: the RESULT header (image meta, classes seen, ...) and its pixels."""
+
+    header: dict[str, Any]
+    pixels: bytes
+
+    @property
+    def job(self) -> str:
+        return self.header["job"]
+
+    @property
+    def image(self) -> dict[str, Any]:
+        return self.header["image"]
+
+
+def read_connection_file() -> dict[str, Any] | None:
+    try:
+        with open(P.connection_file()) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("endpoint"), str) else None
+
+
+class Client:
+    """One DEALER connection to the daemon. Not thread-safe: use it from one thread."""
+
+    def __init__(self, endpoint: str | None = None, timeout: float = 10.0,
+                 server_key: bytes | None = None) -> None:
+        if endpoint is None:
+            info = read_connection_file()
+            if info is None:
+                raise DaemonError(P.E_NO_DAEMON, "no neural-mirage daemon is running (no "
+                                  f"connection file at {P.connection_file()}); start one with "
+                                  "'neural-mirage daemon'")
+            endpoint = info["endpoint"]
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self.heartbeat = 0.25
+        self._context = zmq.Context()
+        self._socket = self._context.socket(zmq.DEALER)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        if server_key is not None:
+            public, secret = zmq.curve_keypair()
+            self._socket.curve_serverkey = server_key
+            self._socket.curve_publickey = public
+            self._socket.curve_secretkey = secret
+        self._socket.connect(endpoint)
+        self._pending: deque[tuple[dict, list[bytes]]] = deque()
+        self._rids = itertools.count(1)
+        self.welcome: dict[str, Any] = {}
+
+    @classmethod
+    def connect(cls, endpoint: str | None = None, timeout: float = 10.0, spawn: bool = False,
+                spawn_command: Sequence[str] | None = None, spawn_timeout: float = 120.0,
+                on_spawn: Callable[[], None] | None = None) -> Client:
+        """Connect and say HELLO; with ``spawn``, start a daemon when none answers.
+
+        ``spawn_command`` defaults to this Python running ``neural_mirage.cli daemon``; an editor
+        passes the daemon's own Python here. ``on_spawn`` is called when a daemon is started, so
+        the caller can say so.
+        """
+        client = None
+        try:
+            client = cls(endpoint, timeout=timeout if not spawn else min(timeout, 3.0))
+            client.hello()
+            client.timeout = timeout
+            return client
+        except DaemonError as exc:
+            if client is not None:
+                client.close()
+            if not spawn or exc.code not in (P.E_NO_DAEMON, P.E_TIMEOUT):
+                raise
+        if on_spawn is not None:
+            on_spawn()
+        process = spawn_daemon(spawn_command)
+        deadline = time.monotonic() + spawn_timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise DaemonError(P.E_NO_DAEMON, f"the daemon could not start (exit code "
+                                  f"{process.returncode}); see its log in "
+                                  "~/.cache/neural-mirage/daemon.log")
+            if endpoint is not None or read_connection_file() is not None:
+                client = cls(endpoint, timeout=1.0)
+                try:
+                    client.hello()
+                    client.timeout = timeout
+                    return client
+                except DaemonError:
+                    client.close()
+            time.sleep(0.2)
+        raise DaemonError(P.E_TIMEOUT, f"the daemon did not answer within {spawn_timeout:g} s "
+                          "of being started")
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._socket.close(linger=0)
+        self._context.term()
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def _send(self, header: dict[str, Any], frames: Sequence[bytes] = ()) -> None:
+        self._socket.send_multipart([P.pack(header), *frames], copy=False)
+
+    def _receive(self, timeout: float, pending: bool = True) -> tuple[dict, list[bytes]] | None:
+        if pending and self._pending:
+            return self._pending.popleft()
+        if not self._socket.poll(max(0, int(timeout * 1000))):
+            return None
+        frames = self._socket.recv_multipart()
+        return P.unpack(frames[0]), frames[1:]
+
+    def request(self, header: dict[str, Any], frames: Sequence[bytes] = (),
+                timeout: float | None = None) -> tuple[dict, list[bytes]]:
+        """Send a request and return its reply; other messages are kept for :meth:`wait`."""
+        rid = next(self._rids)
+        self._send({**header, "rid": rid}, frames)
+        limit = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        held: list[tuple[dict, list[bytes]]] = []
+        try:
+            while (left := deadline - time.monotonic()) > 0:
+                message = self._receive(left, pending=False)
+                if message is None:
+                    break
+                reply, reply_frames = message
+                if reply.get("rid") != rid:
+                    if reply.get("rid") is None:  # a job event: keep it for wait()
+                        held.append(message)
+                    continue
+                if reply["type"] == P.ERROR:
+                    raise DaemonError(reply.get("code", "error"), reply.get("message", ""),
+                                      reply.get("job"))
+                return reply, reply_frames
+        finally:
+            self._pending.extend(held)
+        raise DaemonError(P.E_TIMEOUT, f"the daemon at {self.endpoint} did not answer "
+                          f"{header['type']} within {limit:g} s: is it running?")
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def hello(self) -> dict[str, Any]:
+        self.welcome, _ = self.request({"type": P.HELLO, "protocol": P.PROTOCOL_VERSION,
+                                        "client": f"python-client/{sys.version_info[:2]}"})
+        self.heartbeat = float(self.welcome.get("heartbeat", self.heartbeat))
+        return self.welcome
+
+    def submit(self, pixels: bytes, image: dict[str, Any], params: dict[str, Any] | None = None,
+               mask: bytes | None = None, detach: bool = False, preview_every: int = 0,
+               preview_size: int = 256, client_job: Any = None) -> dict[str, Any]:
+        """Queue a render; returns ACCEPTED (``job`` is the daemon's id, ``position``)."""
+        header: dict[str, Any] = {"type": P.SUBMIT, "params": params or {}, "image": image,
+                                  "detach": detach, "preview_every": preview_every,
+                                  "preview_size": preview_size, "job": client_job}
+        frames = [pixels]
+        if mask is not None:
+            header["mask"] = P.image_meta(image["width"], image["height"], 1, "u8", "A")
+            frames.append(mask)
+        reply, _ = self.request(header, frames)
+        return reply
+
+    def wait(self, job: str, on_progress: ProgressCallback | None = None,
+             should_cancel: Callable[[], bool] | None = None) -> Result:
+        """Wait for a job's RESULT, sending heartbeats; raises on ERROR, cancel or silence.
+
+        The daemon is considered gone when it has sent nothing (not even PONG) for
+        ``self.timeout`` seconds.
+        """
+        held: list[tuple[dict, list[bytes]]] = []
+        try:
+            return self._wait(job, on_progress, should_cancel, held)
+        finally:  # other jobs' events stay queued for their own wait()
+            self._pending = deque(held + list(self._pending))
+
+    def _wait(self, job: str, on_progress: ProgressCallback | None,
+              should_cancel: Callable[[], bool] | None,
+              held: list[tuple[dict, list[bytes]]]) -> Result:
+        last_heard = time.monotonic()
+        last_ping = 0.0
+        cancel_sent = False
+        while True:
+            now = time.monotonic()
+            if now - last_ping >= self.heartbeat:
+                self._send({"type": P.PING})
+                last_ping = now
+            if should_cancel is not None and not cancel_sent and should_cancel():
+                self._send({"type": P.CANCEL, "job": job})
+                cancel_sent = True
+            message = self._receive(self.heartbeat)
+            if message is None:
+                if time.monotonic() - last_heard > self.timeout:
+                    raise DaemonError(P.E_TIMEOUT, f"the daemon stopped answering for "
+                                      f"{self.timeout:g} s (was it stopped or killed?). If it "
+                                      f"finished, fetch the result later: 'neural-mirage fetch "
+                                      f"{job} OUTPUT'", job)
+                continue
+            last_heard = time.monotonic()
+            header, frames = message
+            if header.get("rid") is not None:
+                continue
+            if header.get("job") != job:
+                held.append(message)
+                continue
+            kind = header["type"]
+            if kind == P.PROGRESS and on_progress is not None:
+                on_progress(header, frames[0] if frames else None)
+            elif kind == P.RESULT:
+                return Result(header, frames[0])
+            elif kind == P.CANCELLED:
+                raise JobCancelled(job)
+            elif kind == P.ERROR:
+                raise DaemonError(header.get("code", "error"), header.get("message", ""), job)
+
+    def render(self, pixels: bytes, image: dict[str, Any], params: dict[str, Any] | None = None,
+               on_progress: ProgressCallback | None = None,
+               should_cancel: Callable[[], bool] | None = None, **submit: Any) -> Result:
+        """Submit and wait. The caller ACKs the result once it has safely used it."""
+        accepted = self.submit(pixels, image, params, **submit)
+        return self.wait(accepted["job"], on_progress, should_cancel)
+
+    def cancel(self, job: str) -> dict[str, Any]:
+        return self.request({"type": P.CANCEL, "job": job})[0]
+
+    def status(self) -> dict[str, Any]:
+        return self.request({"type": P.STATUS})[0]
+
+    def fetch(self, job: str) -> Result:
+        header, frames = self.request({"type": P.FETCH, "job": job})
+        return Result(header, frames[0])
+
+    def ack(self, job: str) -> None:
+        """Tell the daemon the result is safe here, so it may delete its copy."""
+        self.request({"type": P.ACK, "job": job})
+
+    def ping(self) -> float:
+        started = time.monotonic()
+        self.request({"type": P.PING})
+        return time.monotonic() - started
+
+    def shutdown(self) -> None:
+        self.request({"type": P.SHUTDOWN})
+
+
+def spawn_daemon(command: Sequence[str] | None = None) -> subprocess.Popen:
+    """Start a daemon in its own session, detached from this process's terminal and signals."""
+    command = list(command or [sys.executable, "-m", "neural_mirage.cli", "daemon"])
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=env, start_new_session=True)

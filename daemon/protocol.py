@@ -1,0 +1,159 @@
+"""The wire format shared by the daemon and its clients (see docs/protocol.md).
+
+Every message is a ZeroMQ multipart message: one msgpack map (the header) followed by zero or more
+raw binary frames (pixels). The header always has ``type``; requests may carry ``rid``, which the
+reply echoes, and job messages carry ``job``.
+
+This module needs only the standard library and msgpack, so it can be copied next to the client
+into an editor's Python.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+PROTOCOL_VERSION = 1
+
+# Client -> daemon
+HELLO = "HELLO"
+SUBMIT = "SUBMIT"
+CANCEL = "CANCEL"
+STATUS = "STATUS"
+FETCH = "FETCH"
+ACK = "ACK"
+PING = "PING"
+SHUTDOWN = "SHUTDOWN"
+# Daemon -> client
+WELCOME = "WELCOME"
+ACCEPTED = "ACCEPTED"
+PROGRESS = "PROGRESS"
+RESULT = "RESULT"
+CANCELLED = "CANCELLED"
+STATUS_REPLY = "STATUS_REPLY"
+ACKED = "ACKED"
+PONG = "PONG"
+BYE = "BYE"
+ERROR = "ERROR"
+
+REQUESTS = (HELLO, SUBMIT, CANCEL, STATUS, FETCH, ACK, PING, SHUTDOWN)
+
+# Stable error codes: clients switch on these, people read the message next to them.
+E_BAD_MESSAGE = "bad_message"        # not msgpack, not a map, missing or mistyped fields
+E_UNKNOWN_TYPE = "unknown_type"
+E_VERSION = "version_mismatch"
+E_BAD_PARAMS = "bad_params"
+E_BAD_IMAGE = "bad_image"            # meta and pixel frame do not agree
+E_TOO_LARGE = "too_large"
+E_BUSY = "busy"                      # the queue is full
+E_UNKNOWN_JOB = "unknown_job"
+E_NOT_FINISHED = "not_finished"
+E_RENDER_FAILED = "render_failed"
+E_OUT_OF_MEMORY = "out_of_memory"
+E_FORBIDDEN = "forbidden"
+E_SHUTTING_DOWN = "shutting_down"
+E_TIMEOUT = "timeout"                # raised by clients, never sent
+E_NO_DAEMON = "no_daemon"            # raised by clients, never sent
+
+#: Largest header we unpack; pixels travel in frames, so headers are small.
+MAX_HEADER_BYTES = 1 << 20
+
+DTYPES = {"u8": 1, "u16": 2, "f32": 4}
+ORDERS = {3: ("RGB", "BGR"), 4: ("RGBA", "BGRA")}
+
+
+class ProtocolError(Exception):
+    """A message that breaks the protocol; ``code`` is one of the E_* codes."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def pack(header: dict[str, Any]) -> bytes:
+    return msgpack.packb(header, use_bin_type=True)
+
+
+def unpack(data: bytes) -> dict[str, Any]:
+    """Decode a header with hard limits, so a hostile message cannot exhaust memory."""
+    if len(data) > MAX_HEADER_BYTES:
+        raise ProtocolError(E_TOO_LARGE, f"the header is {len(data)} bytes; the limit is "
+                                         f"{MAX_HEADER_BYTES}")
+    try:
+        header = msgpack.unpackb(
+            data, raw=False, strict_map_key=True, max_str_len=MAX_HEADER_BYTES,
+            max_bin_len=MAX_HEADER_BYTES, max_array_len=100_000, max_map_len=10_000,
+            max_ext_len=0)
+    except Exception as exc:  # msgpack raises many types for garbage input
+        raise ProtocolError(E_BAD_MESSAGE, "the header is not valid msgpack") from exc
+    if not isinstance(header, dict):
+        raise ProtocolError(E_BAD_MESSAGE, "the header must be a msgpack map")
+    if not isinstance(header.get("type"), str):
+        raise ProtocolError(E_BAD_MESSAGE, "the header has no 'type' string")
+    return header
+
+
+def image_meta(width: int, height: int, channels: int = 4, dtype: str = "u8",
+               order: str = "RGBA") -> dict[str, Any]:
+    """The ``image`` map that describes a pixel frame."""
+    return {"width": width, "height": height, "channels": channels, "dtype": dtype,
+            "order": order}
+
+
+def check_image_meta(meta: Any, max_pixels: int, name: str = "image") -> int:
+    """Validate an image map; return the byte length its frame must have."""
+    if not isinstance(meta, dict):
+        raise ProtocolError(E_BAD_IMAGE, f"'{name}' must be a map with width, height, channels, "
+                                         "dtype and order")
+    width, height = meta.get("width"), meta.get("height")
+    channels, dtype, order = meta.get("channels"), meta.get("dtype"), meta.get("order")
+    for key, value in (("width", width), ("height", height)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ProtocolError(E_BAD_IMAGE, f"{name}.{key} must be a positive whole number")
+    if width * height > max_pixels:
+        raise ProtocolError(E_TOO_LARGE, f"the {name} is {width}x{height}; this daemon takes at "
+                                         f"most {max_pixels} pixels")
+    if channels not in ORDERS and not (name == "mask" and channels == 1):
+        raise ProtocolError(E_BAD_IMAGE, f"{name}.channels must be 3 or 4")
+    if dtype not in DTYPES:
+        raise ProtocolError(E_BAD_IMAGE, f"{name}.dtype must be one of {', '.join(DTYPES)}")
+    if channels in ORDERS and order not in ORDERS[channels]:
+        raise ProtocolError(E_BAD_IMAGE, f"{name}.order must be one of "
+                                         f"{', '.join(ORDERS[channels])} for {channels} channels")
+    return width * height * channels * DTYPES[dtype]
+
+
+def error(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"type": ERROR, "code": code, "message": message, **extra}
+
+
+def runtime_dir() -> Path:
+    """Where the socket and the connection file live: private to the user (mode 0700).
+
+    ``$NEURAL_MIRAGE_RUNTIME_DIR``, else ``$XDG_RUNTIME_DIR/neural-mirage``, else a per-user
+    folder in the temp dir.
+    """
+    explicit = os.environ.get("NEURAL_MIRAGE_RUNTIME_DIR")
+    if explicit:
+        return Path(explicit)
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg:
+        return Path(xdg) / "neural-mirage"
+    user = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
+    return Path(tempfile.gettempdir()) / f"neural-mirage-{user}"
+
+
+def connection_file() -> Path:
+    """The JSON file in which a running daemon records its endpoint, protocol and pid."""
+    return runtime_dir() / "daemon.json"
+
+
+def default_endpoint() -> str:
+    """``ipc://`` in the runtime dir on Linux and macOS; loopback TCP on Windows."""
+    if os.name == "nt":
+        return "tcp://127.0.0.1:5599"
+    return f"ipc://{runtime_dir() / 'daemon.sock'}"

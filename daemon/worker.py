@@ -1,0 +1,155 @@
+"""A device worker: one thread, one resident model, jobs one after another.
+
+The worker never touches the client socket (ZeroMQ sockets are not thread-safe). It reports
+through its own inproc PUSH socket to the daemon's I/O thread, which routes each event to the job's
+owner. Results are written to the store *before* they are reported, so none is lost.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from typing import Any
+
+import numpy as np
+import torch
+import zmq
+
+from neural_mirage.engine import (
+    MirageVGG,
+    ParamError,
+    Progress,
+    RenderCancelled,
+    RenderDiverged,
+    render,
+)
+from neural_mirage.install.weights import ModelInfo
+
+from . import pixels
+from .jobs import CANCELLED, DONE, FAILED, RUNNING, Job, JobQueue
+from .protocol import CANCELLED as CANCELLED_MSG
+from .protocol import (
+    E_BAD_PARAMS,
+    E_OUT_OF_MEMORY,
+    E_RENDER_FAILED,
+    PROGRESS,
+    RESULT,
+    error,
+    pack,
+)
+from .results import ResultStore
+
+log = logging.getLogger("neural_mirage.daemon")
+EVENTS_ENDPOINT = "inproc://neural-mirage-events"
+#: Order in which jobs start, over all workers (reported in RESULT as "started").
+_starts = itertools.count(1)
+
+
+class Worker(threading.Thread):
+    def __init__(self, context: zmq.Context, queue: JobQueue, store: ResultStore,
+                 model: MirageVGG, info: ModelInfo, device: torch.device) -> None:
+        super().__init__(name=f"worker-{device}", daemon=True)
+        self.context = context
+        self.queue = queue
+        self.store = store
+        self.model = model
+        self.info = info
+        self.device = device
+        self.current: Job | None = None
+
+    def run(self) -> None:
+        self._events = self.context.socket(zmq.PUSH)
+        self._events.setsockopt(zmq.LINGER, 0)
+        self._events.connect(EVENTS_ENDPOINT)
+        try:
+            while (job := self.queue.get()) is not None:
+                self.current = job
+                header, frames = self._run(job)
+                self._send(job, header, frames)
+                self.current = None
+        finally:
+            self._events.close()
+
+    def _send(self, job: Job, header: dict[str, Any], frames: list[bytes]) -> None:
+        self._events.send_multipart([job.id.encode(), pack(header), *frames])
+
+    def _run(self, job: Job) -> tuple[dict[str, Any], list[bytes]]:
+        if job.cancel.is_set():
+            job.state = CANCELLED
+            return {"type": CANCELLED_MSG, "job": job.id}, []
+        job.state = RUNNING
+        job.device = str(self.device)
+        started = next(_starts)
+        log.info("job %s: %dx%d on %s", job.id, job.meta["width"], job.meta["height"],
+                 self.device)
+
+        def on_progress(p: Progress) -> None:
+            job.iteration, job.total = p.iteration, p.total
+            header = {"type": PROGRESS, "job": job.id, "iteration": p.iteration,
+                      "total": p.total, "scale": p.scale, "scales": p.scales,
+                      "width": p.width, "height": p.height, "loss": p.loss,
+                      "losses": p.losses, "elapsed": p.elapsed, "eta": p.eta}
+            frames = []
+            if p.preview is not None:
+                rgb = p.preview.permute(1, 2, 0).numpy()
+                header["preview"], raw = pixels.preview_frame(rgb, job.preview_size)
+                frames.append(raw)
+            self._send(job, header, frames)
+
+        try:
+            params = job.params
+            params.preview_every = job.preview_every
+            content = torch.from_numpy(np.ascontiguousarray(job.rgb.transpose(2, 0, 1)))
+            result = render(self.model, content, params, on_progress=on_progress,
+                            should_cancel=job.cancel.is_set)
+            header, raw = self._result(job, result)
+            header["started"] = started
+            self.store.put(job.id, header, raw)
+            job.state = DONE
+            log.info("job %s: done in %.1f s, %d iterations", job.id, result.elapsed,
+                     result.iterations)
+            return header, [raw]
+        except RenderCancelled:
+            job.state = CANCELLED
+            log.info("job %s: cancelled at iteration %d", job.id, job.iteration)
+            return {"type": CANCELLED_MSG, "job": job.id}, []
+        except ParamError as exc:
+            return self._failed(job, E_BAD_PARAMS, str(exc))
+        except (torch.cuda.OutOfMemoryError, MemoryError):
+            return self._failed(job, E_OUT_OF_MEMORY, f"out of memory on {self.device}: try a "
+                                "smaller size or fewer L-BFGS history entries")
+        except RenderDiverged as exc:
+            return self._failed(job, E_RENDER_FAILED, str(exc))
+        except Exception as exc:
+            log.exception("job %s failed", job.id)
+            return self._failed(job, E_RENDER_FAILED, f"the render failed: {exc}")
+        finally:
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+
+    def _failed(self, job: Job, code: str, message: str) -> tuple[dict[str, Any], list[bytes]]:
+        job.state = FAILED
+        log.warning("job %s: %s", job.id, message)
+        return error(code, message, job=job.id), []
+
+    def _result(self, job: Job, result: Any) -> tuple[dict[str, Any], bytes]:
+        rgb = result.image.permute(1, 2, 0).numpy()
+        height, width = rgb.shape[:2]
+        alpha = None if job.alpha is None else pixels.resize_plane(job.alpha, width, height)
+        like = dict(job.meta)
+        if job.mask is not None:
+            mask = pixels.resize_plane(job.mask, width, height)
+            alpha = mask if alpha is None else alpha * mask
+            if like["channels"] == 3:
+                like.update(channels=4, order=like["order"] + "A")
+        meta, raw = pixels.encode(rgb, alpha, like)
+        header = {
+            "type": RESULT, "job": job.id, "number": job.number, "image": meta,
+            "iterations": result.iterations,
+            "loss": result.loss, "elapsed": result.elapsed, "stopped_early": result.stopped_early,
+            "seen_input": [vars(s) for s in result.seen_input],
+            "seen_result": [vars(s) for s in result.seen_result],
+            "model": self.info.label, "pretrained": self.info.pretrained,
+        }
+        return header, raw
