@@ -235,7 +235,9 @@ class Client:
                 self._send({"type": P.PING})
                 last_ping = now
             if should_cancel is not None and not cancel_sent and should_cancel():
-                self._send({"type": P.CANCEL, "job": job})
+                # With a rid, the immediate reply is skipped below; the job's own CANCELLED
+                # event comes once the worker has really stopped.
+                self._send({"type": P.CANCEL, "job": job, "rid": next(self._rids)})
                 cancel_sent = True
             message = self._receive(self.heartbeat)
             if message is None:

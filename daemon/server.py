@@ -26,7 +26,8 @@ import torch
 import zmq
 
 from neural_mirage import __version__
-from neural_mirage.engine import MAX_SIZE, MirageVGG, ParamError, RenderParams
+from neural_mirage.engine import MAX_SIZE, MirageVGG, ParamError, RenderParams, plan_scales
+from neural_mirage.engine.render import fit_size
 from neural_mirage.install.weights import ModelInfo
 
 from . import pixels
@@ -324,6 +325,10 @@ class Daemon:
             if mask.ndim != 2 or mask.shape != rgb.shape[:2]:
                 raise P.ProtocolError(P.E_BAD_IMAGE, "the mask must have 1 channel and the "
                                       "image's width and height")
+        try:  # refuse now what the worker would refuse later (e.g. too small a result)
+            plan_scales(*fit_size(rgb.shape[1], rgb.shape[0], params.size), params)
+        except ParamError as exc:
+            raise P.ProtocolError(P.E_BAD_PARAMS, str(exc)) from None
         job = Job(owner=identity, client_job=header.get("job"), params=params, rgb=rgb,
                   alpha=alpha, mask=mask, meta=header["image"], detached=detach,
                   preview_every=preview_every, preview_size=preview_size,
@@ -355,7 +360,8 @@ class Daemon:
                                       "running")
             return {"type": P.CANCELLED, "job": job_id, "state": state}, []
         self._cancel_job(job, "cancelled by a client")
-        return {"type": P.CANCELLED, "job": job_id, "state": job.state}, []
+        state = CANCELLED if job.state == CANCELLED else "cancelling"
+        return {"type": P.CANCELLED, "job": job_id, "state": state}, []
 
     def _cancel_job(self, job: Job, why: str) -> None:
         job.cancel.set()

@@ -92,7 +92,8 @@ def plan_scales(width: int, height: int, params: RenderParams) -> list[Scale]:
 
     Each coarser scale halves the side and doubles the iterations: it costs a quarter of the
     pixels, so all coarse scales together cost less than the final one. Automatic scales stop
-    before the longest side falls below 128 px or the shortest below 32 px, and are at most 4.
+    before the longest side falls below 128 px, and are at most 4. Scales whose shortest side
+    would fall below 32 px are left out, automatic or not.
     """
     if min(width, height) < MIN_SIDE:
         raise ParamError(f"the result would be {width}x{height}; VGG19 needs at least "
@@ -100,14 +101,23 @@ def plan_scales(width: int, height: int, params: RenderParams) -> list[Scale]:
     count = params.scales
     if count == 0:
         count = 1
-        while (count < 4 and max(width, height) >> count >= COARSEST_SIDE
-               and min(width, height) >> count >= MIN_SIDE):
+        while count < 4 and max(width, height) >> count >= COARSEST_SIDE:
             count += 1
     scales = []
     for level in range(count - 1, -1, -1):
-        w, h = max(MIN_SIDE, round(width / 2**level)), max(MIN_SIDE, round(height / 2**level))
-        scales.append(Scale(w, h, params.iterations * 2**level))
+        w, h = round(width / 2**level), round(height / 2**level)
+        if min(w, h) >= MIN_SIDE:
+            scales.append(Scale(w, h, params.iterations * 2**level))
     return scales
+
+
+def fit_at_least(width: int, height: int, longest: int) -> tuple[int, int]:
+    """:func:`fit_size`, enlarged where needed so the shortest side is at least 32 px."""
+    w, h = fit_size(width, height, longest)
+    if min(w, h) < MIN_SIDE:
+        longest = math.ceil(MIN_SIDE * max(width, height) / min(width, height))
+        w, h = fit_size(width, height, longest)
+    return w, h
 
 
 def resize(image: Tensor, width: int, height: int) -> Tensor:
@@ -278,8 +288,9 @@ def render(
 
     for index, scale in enumerate(scales, start=1):
         content_s = resize(content, scale.width, scale.height)
-        style_side = max(MIN_SIDE, round(params.style_scale * max(scale.width, scale.height)))
-        styles_s = [resize(s, *fit_size(s.shape[-1], s.shape[-2], style_side)) for s in styles]
+        style_side = round(params.style_scale * max(scale.width, scale.height))
+        styles_s = [resize(s, *fit_at_least(s.shape[-1], s.shape[-2], style_side))
+                    for s in styles]
         objective = _Objective(model, params, content_s, styles_s, blend)
         stepper = _Stepper(objective, params, scale, image)
         history: list[float] = []

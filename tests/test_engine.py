@@ -161,8 +161,16 @@ def test_automatic_scales_halve_and_double_iterations():
     assert [(s.width, s.height, s.iterations) for s in scales] == [
         (128, 96, 800), (256, 192, 400), (512, 384, 200), (1024, 768, 100)]
     assert len(plan_scales(100, 100, params)) == 1
+    wide = plan_scales(1024, 80, RenderParams(iterations=10, scales=3))
+    assert [(s.width, s.height) for s in wide] == [(512, 40), (1024, 80)]
     with pytest.raises(ParamError, match="at least 32"):
         plan_scales(512, 20, params)
+
+
+def test_wide_style_image_is_kept_above_32_px(model, photo):
+    wide = torch.rand(3, 20, 400)
+    result = render(model, photo, RenderParams(**FAST), styles=[wide], see_top=0)
+    assert result.image.shape == (3, 48, 64)
 
 
 def test_multiple_styles_and_blend(model, photo):

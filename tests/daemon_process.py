@@ -1,0 +1,93 @@
+"""Starting and stopping a real daemon process for the tests (random weights, private dirs)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from neural_mirage.daemon.client import Client, DaemonError
+
+
+@dataclass
+class DaemonProcess:
+    process: subprocess.Popen
+    runtime_dir: Path
+    cache_dir: Path
+    endpoint: str
+    log: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        return daemon_env(self.runtime_dir, self.cache_dir)
+
+    def client(self, timeout: float = 10.0) -> Client:
+        client = Client(self.endpoint, timeout=timeout)
+        try:
+            client.hello()
+        except DaemonError:
+            client.close()
+            raise
+        return client
+
+    def rss(self) -> int:
+        with open(f"/proc/{self.process.pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def short_dir(prefix: str) -> Path:
+    """A short temp path: ipc:// socket paths must stay under about 100 characters."""
+    return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+
+
+def daemon_env(runtime_dir: Path, cache_dir: Path) -> dict[str, str]:
+    return {**os.environ, "NEURAL_MIRAGE_RUNTIME_DIR": str(runtime_dir),
+            "NEURAL_MIRAGE_CACHE_DIR": str(cache_dir)}
+
+
+def start_daemon(runtime_dir: Path | None = None, cache_dir: Path | None = None,
+                 *extra: str, wait: float = 60.0) -> DaemonProcess:
+    runtime_dir = runtime_dir or short_dir("nm-run-")
+    cache_dir = cache_dir or short_dir("nm-cache-")
+    log = cache_dir / "test-daemon.log"
+    endpoint = f"ipc://{runtime_dir}/daemon.sock"
+    for item in extra:
+        if item.startswith(("tcp://", "ipc://")):
+            endpoint = item
+    process = subprocess.Popen(
+        [sys.executable, "-m", "neural_mirage.cli", "daemon", "--weights", "random",
+         "--log-file", str(log), *extra],
+        env=daemon_env(runtime_dir, cache_dir), stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True)
+    daemon = DaemonProcess(process, runtime_dir, cache_dir, endpoint, log)
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"daemon exited: {process.stderr.read()}")
+        if (runtime_dir / "daemon.json").exists():
+            try:
+                daemon.client(timeout=1.0).close()
+                return daemon
+            except DaemonError:
+                pass
+        time.sleep(0.1)
+    daemon.kill()
+    raise RuntimeError("daemon did not start in time")

@@ -1,0 +1,317 @@
+"""The daemon as a real process on real sockets: round trips, progress, cancel, failures, load."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from neural_mirage.daemon import protocol as P
+from neural_mirage.daemon.client import Client, DaemonError, JobCancelled
+
+from .daemon_process import short_dir, start_daemon
+
+TINY = {"size": 40, "iterations": 2, "scales": 1, "early_stop": 0.0}
+LONG = {"size": 64, "iterations": 5000, "scales": 1, "early_stop": 0.0}
+
+
+def bgra(width: int = 40, height: int = 32) -> tuple[bytes, dict]:
+    rng = np.random.default_rng(width * height)
+    data = rng.integers(0, 256, (height, width, 4), dtype=np.uint8)
+    data[..., 3] = 255
+    data[:, : width // 2, 3] = 128
+    return data.tobytes(), P.image_meta(width, height, 4, "u8", "BGRA")
+
+
+@pytest.fixture(scope="module")
+def daemon():
+    d = start_daemon(None, None, "--max-queue", "100")
+    yield d
+    d.stop()
+
+
+@pytest.fixture()
+def client(daemon):
+    c = daemon.client()
+    yield c
+    c.close()
+
+
+def test_round_trip_keeps_layout_and_alpha(client):
+    raw, meta = bgra(40, 32)
+    progress = []
+    result = client.render(raw, meta, TINY, on_progress=lambda p, _: progress.append(p))
+    assert result.image == {**meta}
+    assert len(result.pixels) == 40 * 32 * 4
+    out = np.frombuffer(result.pixels, np.uint8).reshape(32, 40, 4)
+    assert out[:, :15, 3].max() <= 129 and out[:, 25:, 3].min() == 255  # alpha carried over
+    assert [p["iteration"] for p in progress] == [1, 2]
+    assert result.header["model"].startswith("RANDOM") and not result.header["pretrained"]
+    assert len(result.header["seen_result"]) == 5
+    client.ack(result.job)
+    with pytest.raises(DaemonError) as info:
+        client.fetch(result.job)
+    assert info.value.code == P.E_UNKNOWN_JOB
+
+
+def test_progress_is_in_order_with_previews(client):
+    raw, meta = bgra(96, 72)
+    events = []
+    params = {"size": 96, "iterations": 3, "scales": 2, "early_stop": 0.0}
+    result = client.render(raw, meta, params, preview_every=2, preview_size=32,
+                           on_progress=lambda p, frame: events.append((p, frame)))
+    assert [p["iteration"] for p, _ in events] == list(range(1, 10))
+    assert [p["scale"] for p, _ in events] == [1] * 6 + [2] * 3
+    assert all(p["total"] == 9 for p, _ in events)
+    previews = [(p["preview"], frame) for p, frame in events if frame is not None]
+    assert len(previews) == 4
+    for preview, frame in previews:
+        assert max(preview["width"], preview["height"]) <= 32
+        assert len(frame) == preview["width"] * preview["height"] * 3
+    client.ack(result.job)
+
+
+def test_mask_makes_outside_transparent(client):
+    raw, meta = bgra(40, 32)
+    mask = np.zeros((32, 40), np.uint8)
+    mask[8:24, 10:30] = 255
+    result = client.render(raw, meta, TINY, mask=mask.tobytes())
+    alpha = np.frombuffer(result.pixels, np.uint8).reshape(32, 40, 4)[..., 3]
+    assert alpha[0, 0] == 0 and alpha[16, 25] == 255
+    client.ack(result.job)
+
+
+def test_cancel_mid_job(client):
+    raw, meta = bgra(64, 64)
+    seen = []
+    started = time.monotonic()
+    with pytest.raises(JobCancelled):
+        client.render(raw, meta, LONG, on_progress=lambda p, _: seen.append(p["iteration"]),
+                      should_cancel=lambda: len(seen) >= 3)
+    assert 3 <= len(seen) < 50
+    assert time.monotonic() - started < 20
+
+
+def test_ping_and_status_answer_while_rendering(daemon, client):
+    raw, meta = bgra(64, 64)
+    accepted = client.submit(raw, meta, {**LONG, "size": 256}, detach=True)
+    other = daemon.client(timeout=5)
+    try:
+        deadline = time.monotonic() + 30
+        while not other.status()["running"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        worst = max(other.ping() for _ in range(20))
+        status = other.status()
+        assert status["running"][0]["job"] == accepted["job"]
+        assert status["memory"]["rss"] > 0
+        assert worst < 0.25, f"PING took {worst:.3f} s during a render"
+    finally:
+        other.cancel(accepted["job"])
+        other.close()
+
+
+CHILD = """
+import sys
+from neural_mirage.daemon.client import Client
+import numpy as np
+c = Client(sys.argv[1], timeout=10)
+c.hello()
+raw = np.full((64, 64, 4), 100, np.uint8).tobytes()
+job = c.submit(raw, {"width": 64, "height": 64, "channels": 4, "dtype": "u8", "order": "RGBA"},
+               {"size": 64, "iterations": 5000, "scales": 1, "early_stop": 0.0})["job"]
+print(job, flush=True)
+c.wait(job)
+"""
+
+
+def test_killed_client_gets_its_job_cancelled_within_2_s(daemon, client):
+    child = subprocess.Popen([sys.executable, "-c", CHILD, daemon.endpoint],
+                             stdout=subprocess.PIPE, text=True)
+    job = child.stdout.readline().strip()
+    deadline = time.monotonic() + 30
+    while not any(j["job"] == job for j in client.status()["running"]):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    child.kill()
+    child.wait()
+    killed = time.monotonic()
+    while any(j["job"] == job for j in client.status()["running"]):
+        assert time.monotonic() - killed < 2.0, "job still running 2 s after its client died"
+        time.sleep(0.05)
+    with pytest.raises(DaemonError, match="was cancelled"):
+        client.fetch(job)
+
+
+def test_detached_job_is_fetched_after_reconnecting(daemon):
+    raw, meta = bgra(40, 32)
+    first = daemon.client()
+    job = first.submit(raw, meta, TINY, detach=True)["job"]
+    first.close()
+    time.sleep(2.5)  # longer than the client timeout: a detached job must survive it
+    second = daemon.client()
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                result = second.fetch(job)
+                break
+            except DaemonError as exc:
+                assert exc.code == P.E_NOT_FINISHED
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        assert len(result.pixels) == 40 * 32 * 4
+        second.ack(job)
+    finally:
+        second.close()
+
+
+def test_sixteen_clients_four_jobs_each_complete_in_fifo_order(daemon):
+    raw, meta = bgra(40, 32)
+    results: list[dict] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(16)
+
+    def one_client() -> None:
+        try:
+            with daemon.client(timeout=60) as c:
+                barrier.wait()
+                jobs = [c.submit(raw, meta, TINY)["job"] for _ in range(4)]
+                for job in jobs:
+                    result = c.wait(job)
+                    c.ack(job)
+                    with lock:
+                        results.append(result.header)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one_client) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert not errors, errors
+    assert len(results) == 64
+    by_start = sorted(results, key=lambda h: h["started"])
+    numbers = [h["number"] for h in by_start]
+    assert numbers == sorted(numbers), "jobs did not start in the order they were accepted"
+
+
+def test_bad_requests_get_stable_codes(daemon, client):
+    raw, meta = bgra(40, 32)
+    cases = [
+        ({"type": "FROBNICATE"}, [], P.E_UNKNOWN_TYPE),
+        ({"type": P.HELLO, "protocol": 99}, [], P.E_VERSION),
+        ({"type": P.SUBMIT, "image": meta, "params": {}}, [raw[:-1]], P.E_BAD_IMAGE),
+        ({"type": P.SUBMIT, "image": meta, "params": {}}, [], P.E_BAD_IMAGE),
+        ({"type": P.SUBMIT, "image": {**meta, "dtype": "u4"}, "params": {}}, [raw], P.E_BAD_IMAGE),
+        ({"type": P.SUBMIT, "image": meta, "params": {"size": -1}}, [raw], P.E_BAD_PARAMS),
+        ({"type": P.SUBMIT, "image": meta, "params": {"colour": 1}}, [raw], P.E_BAD_PARAMS),
+        ({"type": P.SUBMIT, "image": meta, "params": {"size": 33}}, [raw], P.E_BAD_PARAMS),
+        ({"type": P.SUBMIT, "image": meta, "params": [1]}, [raw], P.E_BAD_PARAMS),
+        ({"type": P.SUBMIT, "image": meta, "frobs": 1}, [raw], P.E_BAD_MESSAGE),
+        ({"type": P.SUBMIT, "image": {**meta, "width": 10**6, "height": 10**6}}, [raw],
+         P.E_TOO_LARGE),
+        ({"type": P.CANCEL, "job": "nope"}, [], P.E_UNKNOWN_JOB),
+        ({"type": P.FETCH, "job": 7}, [], P.E_BAD_MESSAGE),
+        ({"type": P.ACK, "job": "0" * 32}, [], P.E_UNKNOWN_JOB),
+    ]
+    for header, frames, code in cases:
+        with pytest.raises(DaemonError) as info:
+            client.request(header, frames)
+        assert info.value.code == code, header
+        assert len(str(info.value)) > 10
+    assert client.ping() < 1.0
+
+
+def test_queue_limit_gives_busy():
+    d = start_daemon(None, None, "--max-queue", "1")
+    try:
+        with d.client() as c:
+            raw, meta = bgra(64, 64)
+            running = c.submit(raw, meta, LONG, detach=True)["job"]
+            while not c.status()["running"]:
+                time.sleep(0.05)
+            queued = c.submit(raw, meta, LONG, detach=True)["job"]
+            with pytest.raises(DaemonError) as info:
+                c.submit(raw, meta, LONG, detach=True)
+            assert info.value.code == P.E_BUSY
+            assert c.cancel(queued)["state"] == "cancelled"
+            c.cancel(running)
+    finally:
+        d.stop()
+
+
+def test_killed_daemon_gives_clear_error_and_restart_serves(tmp_path):
+    d = start_daemon()
+    c = d.client(timeout=2.0)
+    raw, meta = bgra(64, 64)
+    job = c.submit(raw, meta, LONG)["job"]
+    threading.Timer(0.5, d.kill).start()
+    started = time.monotonic()
+    with pytest.raises(DaemonError) as info:
+        c.wait(job)
+    assert info.value.code == P.E_TIMEOUT
+    assert "stopped answering" in str(info.value) and job in str(info.value)
+    assert time.monotonic() - started < 5
+    c.close()
+    # the dead daemon left its socket, lock and connection file: a new one starts anyway
+    again = start_daemon(d.runtime_dir, d.cache_dir)
+    try:
+        with again.client() as c2:
+            result = c2.render(raw, meta, TINY)
+            assert result.image["width"] == result.image["height"] == 40  # size 40
+            assert len(result.pixels) == 40 * 40 * 4
+    finally:
+        again.stop()
+
+
+def test_second_daemon_on_same_endpoint_refuses(daemon):
+    r = subprocess.run([sys.executable, "-m", "neural_mirage.cli", "daemon", "--weights",
+                        "random"], env=daemon.env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert "already serving" in r.stderr
+
+
+def test_security_defaults(daemon):
+    assert stat.S_IMODE(os.stat(daemon.runtime_dir).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(daemon.runtime_dir / "daemon.json").st_mode) == 0o600
+    r = subprocess.run([sys.executable, "-m", "neural_mirage.cli", "daemon", "--weights",
+                        "random", "--bind", "tcp://0.0.0.0:5611"],
+                       env={**daemon.env, "NEURAL_MIRAGE_RUNTIME_DIR": str(short_dir("nm-sec-"))},
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert "refusing to listen on tcp://0.0.0.0:5611" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_tcp_loopback_and_shutdown():
+    d = start_daemon(None, None, "--bind", "tcp://127.0.0.1:5612")
+    try:
+        assert Client("tcp://127.0.0.1:5612", timeout=5).hello()["protocol"] == P.PROTOCOL_VERSION
+        with d.client() as c:
+            c.shutdown()
+        d.process.wait(30)
+        assert d.process.returncode == 0
+        assert not (d.runtime_dir / "daemon.json").exists()
+    finally:
+        d.stop()
+
+
+def test_client_without_daemon_fails_fast(monkeypatch):
+    monkeypatch.setenv("NEURAL_MIRAGE_RUNTIME_DIR", str(short_dir("nm-none-")))
+    with pytest.raises(DaemonError) as info:
+        Client.connect(timeout=1.0)
+    assert info.value.code == P.E_NO_DAEMON
+    started = time.monotonic()
+    with pytest.raises(DaemonError) as info, Client("tcp://127.0.0.1:5613", timeout=1.0) as c:
+        c.hello()
+    assert info.value.code == P.E_TIMEOUT
+    assert time.monotonic() - started < 3
