@@ -325,6 +325,9 @@ class Daemon:
             if mask.ndim != 2 or mask.shape != rgb.shape[:2]:
                 raise P.ProtocolError(P.E_BAD_IMAGE, "the mask must have 1 channel and the "
                                       "image's width and height")
+        if params.init == "image":
+            raise P.ProtocolError(P.E_BAD_PARAMS, "init 'image' is not available through the "
+                                  "daemon: use 'random' or 'content'")
         try:  # refuse now what the worker would refuse later (e.g. too small a result)
             plan_scales(*fit_size(rgb.shape[1], rgb.shape[0], params.size), params)
         except ParamError as exc:

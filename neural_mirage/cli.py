@@ -284,6 +284,25 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_service(args: argparse.Namespace) -> int:
+    from .install import service
+
+    if args.action == "install":
+        daemon_args = ["--weights", args.weights, "--devices", args.devices]
+        if args.weights_path:
+            daemon_args += ["--weights-path", str(Path(args.weights_path).resolve())]
+        if args.bind:
+            daemon_args += ["--bind", args.bind]
+        path = service.install(daemon_args)
+        print(f"Installed {path}. Start it with 'neural-mirage service enable' (starts now and "
+              "at every login) or 'neural-mirage service start'.")
+        return 0
+    output = service.control(args.action)
+    if output:
+        print(output)
+    return 0
+
+
 def add_client_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("daemon connection")
     g.add_argument("--endpoint", help="daemon endpoint (default: from the connection file)")
@@ -327,6 +346,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", action="store_true")
     p.set_defaults(func=cmd_daemon)
 
+    p = commands.add_parser("service", help="manage the daemon as a systemd --user service")
+    p.add_argument("action", choices=("install", "start", "stop", "status", "enable", "disable"))
+    p.add_argument("--weights", choices=("torchvision", "caffe", "random"), default="torchvision")
+    p.add_argument("--weights-path", metavar="FILE")
+    p.add_argument("--devices", default="auto")
+    p.add_argument("--bind", metavar="ENDPOINT")
+    p.set_defaults(func=cmd_service)
+
     p = commands.add_parser("submit", help="render through the daemon")
     p.add_argument("input")
     p.add_argument("output")
@@ -367,6 +394,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .daemon.server import DaemonStartError
     from .engine import ParamError, RenderCancelled, RenderDiverged
     from .images import ImageError
+    from .install.service import ServiceError
     from .install.weights import WeightsError
 
     try:
@@ -376,7 +404,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"neural-mirage: {exc}", file=sys.stderr)
         return EXIT_CANCELLED
     except (UsageError, ParamError, ImageError, WeightsError, RenderDiverged, DaemonError,
-            DaemonStartError, ProtocolError, argparse.ArgumentTypeError) as exc:
+            DaemonStartError, ProtocolError, ServiceError, argparse.ArgumentTypeError) as exc:
         print(f"neural-mirage: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except ValueError as exc:  # device names and the like, from torch-free checks

@@ -97,3 +97,14 @@ def test_bad_input_is_one_clear_line(tmp_path, photo, args, message):
     assert message in r.stderr
     assert "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_service_install_writes_a_unit_for_this_python(tmp_path):
+    r = run("service", "install", "--weights", "random", "--devices", "cpu",
+            env={"XDG_CONFIG_HOME": str(tmp_path)})
+    assert r.returncode == 0, r.stderr
+    unit = (tmp_path / "systemd" / "user" / "neural-mirage.service").read_text()
+    exec_line = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
+    assert exec_line == (f"ExecStart={sys.executable} -m neural_mirage.cli daemon "
+                         "--weights random --devices cpu")
+    assert "[Install]" in unit and "WantedBy=default.target" in unit
