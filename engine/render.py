@@ -43,7 +43,7 @@ class Progress:
     """What the progress callback gets after every iteration."""
 
     iteration: int
-    """Iterations done so far, over all scales."""
+    """Iterations done so far, over all scales; 0 once, when the render starts."""
     total: int
     """Iterations planned over all scales (early stops make the real number smaller)."""
     scale: int
@@ -51,7 +51,8 @@ class Progress:
     scales: int
     width: int
     height: int
-    loss: float
+    loss: float | None
+    """The total loss; None at iteration 0."""
     losses: dict[str, float]
     """Each weighted term: ``content:fc7``, ``style:relu1_1``, ..., ``tv``."""
     elapsed: float
@@ -260,7 +261,8 @@ def render(
         params: the render parameters (validated here).
         styles: style images (3, H, W) in [0, 1]; default: the content itself.
         init_image: start image for ``init="image"``.
-        on_progress: called after every iteration.
+        on_progress: called once before the first iteration (iteration 0), then after every
+            iteration.
         should_cancel: polled before every iteration; True raises :class:`RenderCancelled`.
         see_top: how many classes to report for the input and the result (0: none).
     """
@@ -285,6 +287,10 @@ def render(
     loss_value = math.inf
     loss_terms: dict[str, float] = {}
     image = _initial_image(params, content, init_image, scales[0])
+    if on_progress is not None:  # tells a waiting user at once that the render has started
+        on_progress(Progress(iteration=0, total=total, scale=1, scales=len(scales),
+                             width=scales[0].width, height=scales[0].height, loss=None,
+                             losses={}, elapsed=time.perf_counter() - started, eta=0.0))
 
     for index, scale in enumerate(scales, start=1):
         content_s = resize(content, scale.width, scale.height)

@@ -23,7 +23,10 @@ class ProgressLine:
         self._last = 0.0
 
     def update(self, iteration: int, total: int, scale: int, scales: int, width: int,
-               height: int, loss: float, eta: float, losses: Mapping[str, float] = ()) -> None:
+               height: int, loss: float | None, eta: float,
+               losses: Mapping[str, float] = ()) -> None:
+        if loss is None:  # iteration 0: the render has only started
+            return
         now = time.monotonic()
         if not self.tty and now - self._last < self.every and iteration < total:
             return

@@ -102,7 +102,8 @@ def test_loss_normalisations_match_hand_computation():
 def test_loss_falls(model, photo, content):
     losses: list[float] = []
     params = RenderParams(content_layers=content, **{**FAST, "iterations": 20})
-    render(model, photo, params, on_progress=lambda p: losses.append(p.loss), see_top=0)
+    render(model, photo, params, on_progress=lambda p: p.iteration and losses.append(p.loss),
+           see_top=0)
     assert len(losses) == 20
     assert losses[-1] < 0.5 * losses[0]
 
@@ -110,7 +111,8 @@ def test_loss_falls(model, photo, content):
 def test_adam_loss_falls(model, photo):
     losses: list[float] = []
     params = RenderParams(optimizer="adam", learning_rate=0.05, **{**FAST, "iterations": 15})
-    render(model, photo, params, on_progress=lambda p: losses.append(p.loss), see_top=0)
+    render(model, photo, params, on_progress=lambda p: p.iteration and losses.append(p.loss),
+           see_top=0)
     assert losses[-1] < losses[0]
 
 
@@ -129,14 +131,16 @@ def test_cancel_takes_effect_within_one_iteration(model, photo):
     with pytest.raises(RenderCancelled):
         render(model, photo, RenderParams(**{**FAST, "iterations": 50}),
                on_progress=lambda p: seen.append(p.iteration),
-               should_cancel=lambda: len(seen) >= cancel_after)
-    assert seen == [1, 2, 3]
+               should_cancel=lambda: len(seen) > cancel_after)
+    assert seen == [0, 1, 2, 3]
 
 
 def test_progress_reports_terms_scales_and_previews(model, photo):
     reports = []
     params = RenderParams(size=96, iterations=2, scales=2, early_stop=0.0, preview_every=2)
     result = render(model, photo, params, on_progress=reports.append, see_top=3)
+    assert reports[0].iteration == 0 and reports[0].loss is None and reports[0].total == 6
+    reports = reports[1:]
     assert [(r.scale, r.width) for r in reports] == [(1, 48)] * 4 + [(2, 96)] * 2
     assert reports[-1].iteration == reports[-1].total == 6
     assert set(reports[0].losses) == {"content:fc7", "tv"} | {
