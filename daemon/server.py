@@ -489,9 +489,10 @@ def configure_logging(log_file: Path | None, verbose: bool = False) -> None:
 def run_daemon(config: DaemonConfig, weights: str, weights_path: str | None,
                devices: list[str], verify: bool = True, seed: int = 0) -> None:
     """Load one model per device, then serve until stopped."""
-    from neural_mirage.engine import pick_device
+    from neural_mirage.engine import keep_freed_memory, pick_device
     from neural_mirage.install.weights import load_model
 
+    keep_freed_memory()
     models = []
     for name in devices:
         device = pick_device(name)

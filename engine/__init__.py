@@ -6,7 +6,7 @@ Typical use::
     result = render(model, content, RenderParams(size=512))
 """
 
-from .device import pick_device
+from .device import keep_freed_memory, pick_device
 from .params import MAX_SIZE, ParamError, RenderParams
 from .render import Progress, RenderCancelled, RenderDiverged, RenderResult, plan_scales, render
 from .seeing import Seen, imagenet_classes, top_classes
@@ -26,6 +26,7 @@ __all__ = [
     "RenderResult",
     "Seen",
     "imagenet_classes",
+    "keep_freed_memory",
     "pick_device",
     "plan_scales",
     "random_state_dict",

@@ -141,7 +141,8 @@ class MirageVGG(nn.Module):
         if min(image.shape[-2:]) < MIN_SIDE:
             raise ValueError(f"image too small for VGG19: each side needs at least {MIN_SIDE} px")
         last = max(LAYER_INDEX[n] for n in wanted)
-        x = self.prepare(image)
+        # channels_last is oneDNN's native layout: no reorder before and after every conv.
+        x = self.prepare(image).contiguous(memory_format=torch.channels_last)
         out: dict[str, Tensor] = {}
         previous = ""
         for name, kind in LAYER_PLAN[: last + 1]:

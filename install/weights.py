@@ -168,4 +168,4 @@ def load_model(choice: str = "torchvision", path: str | Path | None = None,
     except (KeyError, RuntimeError) as exc:
         raise WeightsError(f"the {choice} weights do not fit VGG19: {exc}") from exc
     model.eval().requires_grad_(False)
-    return model.to(device), info
+    return model.to(device, memory_format=torch.channels_last), info

@@ -117,7 +117,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     """Render in this process, with no daemon."""
     from .console import ProgressLine, print_seen
     from .convert import from_tensor, to_tensor
-    from .engine import Progress, pick_device, render
+    from .engine import Progress, keep_freed_memory, pick_device, render
     from .images import read_image, write_image
     from .install.weights import load_model
 
@@ -134,6 +134,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     styles = [to_tensor(read_image(p)) for p in args.style]
     init_image = to_tensor(read_image(args.init_image)) if args.init_image else None
     device = pick_device(args.device)
+    keep_freed_memory()
     model, info = load_model(args.weights, args.weights_path, device,
                              verify=not args.no_verify_weights)
     if not info.pretrained:
