@@ -210,59 +210,20 @@ class Client:
         reply, _ = self.request(header, frames)
         return reply
 
+    def watch(self, job: str, on_progress: ProgressCallback | None = None) -> JobWatch:
+        """A :class:`JobWatch` for ``job``: poll it from an event loop (a Qt timer, say)."""
+        return JobWatch(self, job, on_progress)
+
     def wait(self, job: str, on_progress: ProgressCallback | None = None,
              should_cancel: Callable[[], bool] | None = None) -> Result:
-        """Wait for a job's RESULT, sending heartbeats; raises on ERROR, cancel or silence.
-
-        The daemon is considered gone when it has sent nothing (not even PONG) for
-        ``self.timeout`` seconds.
-        """
-        held: list[tuple[dict, list[bytes]]] = []
-        try:
-            return self._wait(job, on_progress, should_cancel, held)
-        finally:  # other jobs' events stay queued for their own wait()
-            self._pending = deque(held + list(self._pending))
-
-    def _wait(self, job: str, on_progress: ProgressCallback | None,
-              should_cancel: Callable[[], bool] | None,
-              held: list[tuple[dict, list[bytes]]]) -> Result:
-        last_heard = time.monotonic()
-        last_ping = 0.0
-        cancel_sent = False
+        """Wait for a job's RESULT, sending heartbeats; raises on ERROR, cancel or silence."""
+        watch = self.watch(job, on_progress)
         while True:
-            now = time.monotonic()
-            if now - last_ping >= self.heartbeat:
-                self._send({"type": P.PING})
-                last_ping = now
-            if should_cancel is not None and not cancel_sent and should_cancel():
-                # With a rid, the immediate reply is skipped below; the job's own CANCELLED
-                # event comes once the worker has really stopped.
-                self._send({"type": P.CANCEL, "job": job, "rid": next(self._rids)})
-                cancel_sent = True
-            message = self._receive(self.heartbeat)
-            if message is None:
-                if time.monotonic() - last_heard > self.timeout:
-                    raise DaemonError(P.E_TIMEOUT, f"the daemon stopped answering for "
-                                      f"{self.timeout:g} s (was it stopped or killed?). If it "
-                                      f"finished, fetch the result later: 'neural-mirage fetch "
-                                      f"{job} OUTPUT'", job)
-                continue
-            last_heard = time.monotonic()
-            header, frames = message
-            if header.get("rid") is not None:
-                continue
-            if header.get("job") != job:
-                held.append(message)
-                continue
-            kind = header["type"]
-            if kind == P.PROGRESS and on_progress is not None:
-                on_progress(header, frames[0] if frames else None)
-            elif kind == P.RESULT:
-                return Result(header, frames[0])
-            elif kind == P.CANCELLED:
-                raise JobCancelled(job)
-            elif kind == P.ERROR:
-                raise DaemonError(header.get("code", "error"), header.get("message", ""), job)
+            if should_cancel is not None and should_cancel():
+                watch.cancel()
+            result = watch.poll(self.heartbeat)
+            if result is not None:
+                return result
 
     def render(self, pixels: bytes, image: dict[str, Any], params: dict[str, Any] | None = None,
                on_progress: ProgressCallback | None = None,
@@ -292,6 +253,77 @@ class Client:
 
     def shutdown(self) -> None:
         self.request({"type": P.SHUTDOWN})
+
+
+class JobWatch:
+    """Follows one job without blocking: call :meth:`poll` often (at least every heartbeat).
+
+    ``poll`` sends the heartbeat, hands PROGRESS to ``on_progress``, returns the Result when it
+    comes, and raises :class:`JobCancelled` or :class:`DaemonError` (also when the daemon has sent
+    nothing, not even PONG, for the client's timeout).
+    """
+
+    def __init__(self, client: Client, job: str,
+                 on_progress: ProgressCallback | None = None) -> None:
+        self.client = client
+        self.job = job
+        self.on_progress = on_progress
+        self.last_heard = time.monotonic()
+        self.last_ping = 0.0
+        self.cancel_sent = False
+
+    def cancel(self) -> None:
+        """Ask for a cancel; :meth:`poll` raises JobCancelled once the worker has stopped."""
+        if not self.cancel_sent:
+            # With a rid, the immediate reply is skipped; the job's own CANCELLED event comes
+            # once the worker has really stopped.
+            self.client._send({"type": P.CANCEL, "job": self.job, "rid": next(self.client._rids)})
+            self.cancel_sent = True
+
+    def poll(self, timeout: float = 0.0) -> Result | None:
+        client = self.client
+        held: list[tuple[dict, list[bytes]]] = []
+        try:
+            return self._poll(timeout, held)
+        finally:  # other jobs' events stay queued for their own watches
+            client._pending = deque(held + list(client._pending))
+
+    def _poll(self, timeout: float, held: list[tuple[dict, list[bytes]]]) -> Result | None:
+        client = self.client
+        deadline = time.monotonic() + timeout
+        while True:
+            now = time.monotonic()
+            if now - self.last_ping >= client.heartbeat:
+                client._send({"type": P.PING})
+                self.last_ping = now
+            message = client._receive(max(0.0, min(deadline - now, client.heartbeat)))
+            if message is None:
+                if time.monotonic() - self.last_heard > client.timeout:
+                    raise DaemonError(P.E_TIMEOUT, f"the daemon stopped answering for "
+                                      f"{client.timeout:g} s (was it stopped or killed?). If "
+                                      f"it finished, fetch the result later: 'neural-mirage "
+                                      f"fetch {self.job} OUTPUT'", self.job)
+                if time.monotonic() >= deadline:
+                    return None
+                continue
+            header, frames = message
+            if header.get("rid") is not None or header.get("job") is None:
+                self.last_heard = time.monotonic()  # PONG, or a late reply: the daemon lives
+                continue
+            if header.get("job") != self.job:
+                held.append(message)  # another job's event, for that job's own watch
+                continue
+            self.last_heard = time.monotonic()
+            kind = header["type"]
+            if kind == P.PROGRESS and self.on_progress is not None:
+                self.on_progress(header, frames[0] if frames else None)
+            elif kind == P.RESULT:
+                return Result(header, frames[0])
+            elif kind == P.CANCELLED:
+                raise JobCancelled(self.job)
+            elif kind == P.ERROR:
+                raise DaemonError(header.get("code", "error"), header.get("message", ""),
+                                  self.job)
 
 
 def spawn_daemon(command: Sequence[str] | None = None) -> subprocess.Popen:

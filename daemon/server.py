@@ -55,7 +55,7 @@ class DaemonConfig:
     cache_dir: Path = field(default_factory=lambda: default_cache_dir())
     max_queue: int = 32
     max_pixels: int = 4096 * 4096
-    client_timeout: float = 1.5
+    client_timeout: float = 1.0
     """A non-detached job is cancelled when its client has been silent this long."""
     curve_dir: Path | None = None
     """Folder with server.key_secret and clients/*.key: CURVE for non-loopback endpoints."""

@@ -338,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one worker per device, e.g. cuda:0,cuda:1 (default: auto)")
     p.add_argument("--max-queue", type=int, default=32, help="queued jobs before BUSY")
     p.add_argument("--max-pixels", type=int, default=4096 * 4096, help="largest input image")
-    p.add_argument("--client-timeout", type=float, default=1.5,
+    p.add_argument("--client-timeout", type=float, default=1.0,
                    help="cancel a job when its client is silent this long (not detached jobs)")
     p.add_argument("--curve-dir", metavar="DIR",
                    help="CURVE keys (server.key_secret, clients/): needed for non-loopback binds")
