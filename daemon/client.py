@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -119,22 +120,24 @@ class Client:
                 raise
         if on_spawn is not None:
             on_spawn()
-        process = spawn_daemon(spawn_command)
-        deadline = time.monotonic() + spawn_timeout
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise DaemonError(P.E_NO_DAEMON, f"the daemon could not start (exit code "
-                                  f"{process.returncode}); see its log in "
-                                  "~/.cache/neural-mirage/daemon.log")
-            if endpoint is not None or read_connection_file() is not None:
-                client = cls(endpoint, timeout=1.0)
-                try:
-                    client.hello()
-                    client.timeout = timeout
-                    return client
-                except DaemonError:
-                    client.close()
-            time.sleep(0.2)
+        with tempfile.TemporaryFile() as errors:
+            process = spawn_daemon(spawn_command, errors)
+            deadline = time.monotonic() + spawn_timeout
+            while time.monotonic() < deadline:
+                if process.poll() is not None:
+                    errors.seek(0)
+                    lines = errors.read().decode(errors="replace").strip().splitlines()
+                    why = lines[-1] if lines else f"exit code {process.returncode}"
+                    raise DaemonError(P.E_NO_DAEMON, f"the daemon could not start: {why}")
+                if endpoint is not None or read_connection_file() is not None:
+                    client = cls(endpoint, timeout=1.0)
+                    try:
+                        client.hello()
+                        client.timeout = timeout
+                        return client
+                    except DaemonError:
+                        client.close()
+                time.sleep(0.2)
         raise DaemonError(P.E_TIMEOUT, f"the daemon did not answer within {spawn_timeout:g} s "
                           "of being started")
 
@@ -326,9 +329,13 @@ class JobWatch:
                                   self.job)
 
 
-def spawn_daemon(command: Sequence[str] | None = None) -> subprocess.Popen:
-    """Start a daemon in its own session, detached from this process's terminal and signals."""
+def spawn_daemon(command: Sequence[str] | None = None, errors: Any = None) -> subprocess.Popen:
+    """Start a daemon in its own session, detached from this process's terminal and signals.
+
+    ``errors`` (a file) receives its stderr, so a failed start can say why.
+    """
     command = list(command or [sys.executable, "-m", "neural_mirage.cli", "daemon"])
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+                            stderr=errors if errors is not None else subprocess.DEVNULL, env=env,
+                            start_new_session=True)

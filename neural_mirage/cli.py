@@ -304,6 +304,27 @@ def cmd_service(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_install_plugin(args: argparse.Namespace) -> int:
+    from .install import plugins
+
+    daemon_args = ["--weights", args.weights]
+    if args.weights_path:
+        daemon_args += ["--weights-path", str(Path(args.weights_path).resolve())]
+    dest = Path(args.dest) if args.dest else None
+    if args.editor == "krita":
+        path = plugins.install_krita(dest, daemon_args)
+        how = ("Restart Krita; the plug-in is enabled (Settings > Configure Krita > Python "
+               "Plugin Manager) and its menu entry is Tools > Scripts > Neural Mirage...")
+        if dest is not None:
+            how = ("Enable it in Settings > Configure Krita > Python Plugin Manager, then "
+                   "restart Krita.")
+    else:
+        path = plugins.install_gimp(dest, daemon_args)
+        how = "Restart GIMP; the menu entry is Filters > Artistic > Neural Mirage..."
+    print(f"Installed the {args.editor} plug-in in {path}. {how}")
+    return 0
+
+
 def add_client_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("daemon connection")
     g.add_argument("--endpoint", help="daemon endpoint (default: from the connection file)")
@@ -381,6 +402,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output")
     add_client_options(p)
     p.set_defaults(func=cmd_fetch)
+
+    p = commands.add_parser("install-plugin", help="install the Krita or GIMP plug-in")
+    p.add_argument("editor", choices=("krita", "gimp"))
+    p.add_argument("--dest", metavar="DIR", help="Krita resource folder or GIMP plug-ins folder "
+                   "(default: the editor's own, for this user)")
+    p.add_argument("--weights", choices=("torchvision", "caffe", "random"), default="torchvision",
+                   help="weights for a daemon that the plug-in starts")
+    p.add_argument("--weights-path", metavar="FILE")
+    p.set_defaults(func=cmd_install_plugin)
 
     p = commands.add_parser("fetch-weights", help="download and verify VGG19 weights")
     p.add_argument("which", nargs="?", choices=("torchvision", "caffe"), default="torchvision")

@@ -1,0 +1,131 @@
+"""Relay between an editor's Python without pyzmq and the daemon: ``python -m ...daemon.bridge``.
+
+The plug-in writes requests to our stdin and reads events from our stdout. Each message is a
+4-byte big-endian length, a JSON header whose ``frames`` lists the lengths of the raw frames that
+follow, then those frames. Requests: ``connect``, ``submit``, ``cancel``, ``ack``; the replies and
+job events are the daemon's own messages (WELCOME, ACCEPTED, PROGRESS, RESULT, CANCELLED, ERROR),
+plus SPAWNING when a daemon is being started. When stdin closes (the editor or plug-in died),
+running jobs are cancelled and the bridge exits.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import struct
+import sys
+import threading
+from typing import Any, BinaryIO
+
+from .client import Client, DaemonError, JobCancelled, JobWatch
+
+_LENGTH = struct.Struct(">I")
+
+
+def read_message(stream: BinaryIO) -> tuple[dict[str, Any], list[bytes]] | None:
+    head = stream.read(4)
+    if len(head) < 4:
+        return None
+    header = json.loads(stream.read(_LENGTH.unpack(head)[0]))
+    frames = [stream.read(int(n)) for n in header.pop("frames", [])]
+    return header, frames
+
+
+def write_message(stream: BinaryIO, header: dict[str, Any], frames: list[bytes] = ()) -> None:
+    data = json.dumps({**header, "frames": [len(f) for f in frames]}).encode()
+    stream.write(_LENGTH.pack(len(data)) + data)
+    for frame in frames:
+        stream.write(frame)
+    stream.flush()
+
+
+def _error(exc: Exception) -> dict[str, Any]:
+    return {"type": "ERROR", "code": getattr(exc, "code", "error"), "message": str(exc)}
+
+
+def main() -> None:
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    requests: queue.Queue = queue.Queue()
+
+    def read() -> None:
+        while (message := read_message(stdin)) is not None:
+            requests.put(message)
+        requests.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    client: Client | None = None
+    watches: dict[str, JobWatch] = {}
+
+    def emit(header: dict[str, Any], frames: list[bytes] = ()) -> None:
+        header.pop("rid", None)
+        write_message(stdout, header, list(frames))
+
+    try:
+        while True:
+            try:
+                message = requests.get(timeout=0.02 if watches else 0.25)
+            except queue.Empty:
+                message = ()
+            if message is None:  # the plug-in is gone
+                for watch in watches.values():
+                    watch.cancel()
+                return
+            if message:
+                header, frames = message
+                try:
+                    client = _handle(client, header, frames, watches, emit)
+                except (DaemonError, ValueError, KeyError) as exc:
+                    emit(_error(exc))
+            for job, watch in list(watches.items()):
+                try:
+                    result = watch.poll(0)
+                except JobCancelled:
+                    emit({"type": "CANCELLED", "job": job})
+                    del watches[job]
+                except DaemonError as exc:
+                    emit({**_error(exc), "job": job})
+                    del watches[job]
+                else:
+                    if result is not None:
+                        emit(result.header, [result.pixels])
+                        del watches[job]
+    finally:
+        if client is not None:
+            client.close()
+
+
+def _handle(client: Client | None, header: dict[str, Any], frames: list[bytes],
+            watches: dict[str, JobWatch], emit: Any) -> Client | None:
+    op = header.get("op")
+    if op == "connect":
+        command = [sys.executable, "-m", "neural_mirage.cli", "daemon",
+                   *header.get("daemon_args", [])]
+        client = Client.connect(timeout=float(header.get("timeout", 10)),
+                                spawn=bool(header.get("spawn", True)), spawn_command=command,
+                                on_spawn=lambda: emit({"type": "SPAWNING"}))
+        emit(dict(client.welcome))
+        return client
+    if client is None:
+        raise ValueError("connect first")
+    if op == "submit":
+        mask = frames[1] if header.get("mask") else None
+        accepted = client.submit(frames[0], header["image"], header["params"], mask=mask,
+                                 preview_every=int(header.get("preview_every", 0)),
+                                 preview_size=int(header.get("preview_size", 256)))
+        watches[accepted["job"]] = client.watch(
+            accepted["job"], lambda p, preview: emit(p, [preview] if preview else []))
+        emit(accepted)
+    elif op == "cancel":
+        watch = watches.get(header["job"])
+        if watch is not None:
+            watch.cancel()
+    elif op == "ack":
+        client.ack(header["job"])
+        emit({"type": "ACKED", "job": header["job"]})
+    else:
+        raise ValueError(f"unknown bridge request {op!r}")
+    return client
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,163 @@
+"""The Neural Mirage dialog: presets and main weights, live progress and preview, Cancel."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from krita import Krita
+from PyQt5.QtCore import Qt, QTimer
+from PyQt5.QtGui import QImage, QPixmap
+from PyQt5.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+)
+
+from ._mirage.connection import MirageError
+from ._mirage.presets import CUSTOM, PRESET_NAMES, Settings, load_settings, save_settings
+from .layers import MirageRun
+
+EDITOR = "krita"
+
+
+class MirageDialog(QDialog):
+    def __init__(self, parent: Any = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Neural Mirage")
+        self.run: MirageRun | None = None
+        self.timer = QTimer(self)
+        self.timer.setInterval(50)
+        self.timer.timeout.connect(self._tick)
+        s = load_settings(EDITOR)
+
+        self.preset = QComboBox()
+        self.preset.addItems(PRESET_NAMES)
+        self.preset.setCurrentText(s.preset)
+        self.custom = QLineEdit(s.custom_layers)
+        self.custom.setToolTip("content layers for Custom, e.g. fc7:1,relu4_2:0.2")
+        self.content = _spin(QDoubleSpinBox(), 0, 1e6, s.content_weight, decimals=3)
+        self.style = _spin(QDoubleSpinBox(), 0, 1e6, s.style_weight, decimals=3)
+        self.size = _spin(QSpinBox(), 0, 8192, s.size)
+        self.size.setSpecialValueText("layer size")
+        self.iterations = _spin(QSpinBox(), 1, 100000, s.iterations)
+        self.seed = _spin(QSpinBox(), 0, 2**31 - 1, s.seed)
+        self.colors = QCheckBox("Keep the original colours")
+        self.colors.setChecked(s.original_colors)
+        form = QFormLayout()
+        form.addRow("Preset", self.preset)
+        form.addRow("Content layers", self.custom)
+        form.addRow("Content weight", self.content)
+        form.addRow("Style weight", self.style)
+        form.addRow("Render size", self.size)
+        form.addRow("Iterations", self.iterations)
+        form.addRow("Seed", self.seed)
+        form.addRow("", self.colors)
+        self.preset.currentTextChanged.connect(
+            lambda name: self.custom.setEnabled(name == CUSTOM))
+        self.custom.setEnabled(s.preset == CUSTOM)
+
+        self.progress = QProgressBar()
+        self.preview = QLabel()
+        self.preview.setAlignment(Qt.AlignCenter)
+        self.preview.setMinimumSize(200, 150)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.buttons = QDialogButtonBox()
+        self.render_button = QPushButton("Render")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.buttons.addButton(self.render_button, QDialogButtonBox.ActionRole)
+        self.buttons.addButton(self.cancel_button, QDialogButtonBox.ActionRole)
+        self.buttons.addButton(QDialogButtonBox.Close)
+        self.render_button.clicked.connect(self.start)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.buttons.rejected.connect(self.close)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.preview)
+        layout.addWidget(self.status)
+        layout.addWidget(self.buttons)
+
+    def settings(self) -> Settings:
+        return Settings(preset=self.preset.currentText(), custom_layers=self.custom.text(),
+                        content_weight=self.content.value(), style_weight=self.style.value(),
+                        size=self.size.value(), iterations=self.iterations.value(),
+                        seed=self.seed.value(), original_colors=self.colors.isChecked())
+
+    def start(self) -> None:
+        settings = self.settings()
+        save_settings(EDITOR, settings)
+        doc = Krita.instance().activeDocument()
+        self.status.setText("Sending the layer to the daemon...")
+        self.progress.setValue(0)
+        try:
+            self.run = MirageRun(doc, doc.activeNode() if doc else None, settings,
+                                 on_progress=self._progress,
+                                 on_spawn=lambda: self.status.setText(
+                                     "Starting the neural-mirage daemon (loading VGG19)..."))
+        except (MirageError, ValueError) as exc:
+            self._failed(str(exc))
+            return
+        self.render_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.timer.start()
+
+    def cancel(self) -> None:
+        if self.run is not None:
+            self.status.setText("Cancelling...")
+            self.run.cancel()
+
+    def _tick(self) -> None:
+        try:
+            layer = self.run.poll(0)
+        except MirageError as exc:
+            self._finish()
+            if exc.code == "cancelled":
+                self.status.setText("Cancelled.")
+            else:
+                self._failed(str(exc))
+            return
+        if layer is not None:
+            self._finish()
+            self.progress.setValue(self.progress.maximum())
+            self.status.setText(f"Done: new layer '{layer.name()}'.")
+
+    def _finish(self) -> None:
+        self.timer.stop()
+        self.render_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+
+    def _failed(self, message: str) -> None:
+        self.status.setText(f"<b>Error:</b> {message}")
+
+    def _progress(self, progress: dict, preview: bytes | None) -> None:
+        self.progress.setMaximum(max(1, progress["total"]))
+        self.progress.setValue(progress["iteration"])
+        if progress.get("loss") is not None:
+            self.status.setText(f"Scale {progress['scale']}/{progress['scales']}, iteration "
+                                f"{progress['iteration']}/{progress['total']}, about "
+                                f"{progress['eta']:.0f} s left")
+        if preview is not None:
+            meta = progress["preview"]
+            image = QImage(preview, meta["width"], meta["height"], 3 * meta["width"],
+                           QImage.Format_RGB888).copy()
+            self.preview.setPixmap(QPixmap.fromImage(image))
+
+
+def _spin(box: Any, low: float, high: float, value: float, decimals: int | None = None) -> Any:
+    if decimals is not None:
+        box.setDecimals(decimals)
+    box.setRange(low, high)
+    box.setValue(value)
+    return box

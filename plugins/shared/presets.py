@@ -1,0 +1,96 @@
+"""Presets and the few parameters the editor dialogs show; shared by the GIMP and Krita plug-ins.
+
+Standard library only: this runs inside the editors' own Python.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+STYLE_LAYERS = {"relu1_1": 1.0, "relu2_1": 1.0, "relu3_1": 1.0, "relu4_1": 1.0, "relu5_1": 1.0}
+
+#: name -> content layers; the style layers are the same for all.
+PRESETS: dict[str, dict[str, float]] = {
+    "Mirage (fc7)": {"fc7": 1.0},
+    "Mirage + layout (fc7 + relu4_2)": {"fc7": 1.0, "relu4_2": 0.2},
+    "Dream (fc8)": {"fc8": 1.0},
+}
+CUSTOM = "Custom"
+PRESET_NAMES = [*PRESETS, CUSTOM]
+
+
+@dataclass
+class Settings:
+    """What the dialog shows; remembered between runs."""
+
+    preset: str = "Mirage (fc7)"
+    custom_layers: str = "fc7:1,relu4_2:0.2"
+    """Content layers for the Custom preset, as ``layer:weight,...``."""
+    content_weight: float = 1.0
+    style_weight: float = 5.0
+    tv_weight: float = 0.01
+    size: int = 0
+    """Longest side of the render; 0 keeps the layer's (or selection's) size."""
+    iterations: int = 300
+    seed: int = 0
+    original_colors: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Further render parameters by protocol name, for scripts."""
+
+    def content_layers(self) -> dict[str, float]:
+        if self.preset in PRESETS:
+            return dict(PRESETS[self.preset])
+        if self.preset != CUSTOM:
+            raise ValueError(f"unknown preset {self.preset!r}; choose one of "
+                             f"{', '.join(PRESET_NAMES)}")
+        layers = {}
+        for item in filter(None, (p.strip() for p in self.custom_layers.split(","))):
+            name, _, weight = item.partition(":")
+            try:
+                layers[name.strip()] = float(weight) if weight else 1.0
+            except ValueError:
+                raise ValueError(f"layer weight {weight!r} of {name!r} is not a number") from None
+        return layers
+
+    def params(self, width: int, height: int) -> dict[str, Any]:
+        """Protocol render parameters for an image of ``width`` x ``height``."""
+        return {"content_layers": self.content_layers(), "style_layers": dict(STYLE_LAYERS),
+                "content_weight": float(self.content_weight),
+                "style_weight": float(self.style_weight), "tv_weight": float(self.tv_weight),
+                "size": int(self.size) or max(width, height),
+                "iterations": int(self.iterations), "seed": int(self.seed),
+                "original_colors": bool(self.original_colors), **self.extra}
+
+    def layer_name(self) -> str:
+        """A new layer's name that says how it was made."""
+        layers = "+".join(self.content_layers())
+        return (f"Neural Mirage ({layers}, content {self.content_weight:g}, "
+                f"style {self.style_weight:g}, seed {self.seed})")
+
+
+def settings_file(editor: str) -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
+    return Path(base) / "neural-mirage" / f"{editor}-last.json"
+
+
+def load_settings(editor: str) -> Settings:
+    """The last values used in this editor, or the defaults (also when the file is damaged)."""
+    try:
+        data = json.loads(settings_file(editor).read_text())
+        known = set(Settings.__dataclass_fields__)
+        return Settings(**{k: v for k, v in data.items() if k in known})
+    except (OSError, ValueError, TypeError):
+        return Settings()
+
+
+def save_settings(editor: str, settings: Settings) -> None:
+    path = settings_file(editor)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(asdict(settings), indent=1))
+    except OSError:
+        pass  # remembering is a convenience; never fail a render over it
