@@ -121,7 +121,10 @@ class Client:
         if on_spawn is not None:
             on_spawn()
         with tempfile.TemporaryFile() as errors:
-            process = spawn_daemon(spawn_command, errors)
+            try:
+                process = spawn_daemon(spawn_command, errors)
+            except OSError as exc:
+                raise DaemonError(P.E_NO_DAEMON, f"could not start the daemon: {exc}") from exc
             deadline = time.monotonic() + spawn_timeout
             while time.monotonic() < deadline:
                 if process.poll() is not None:

@@ -1,0 +1,250 @@
+#!/usr/bin/env python3
+"""Neural Mirage for GIMP 3: Filters > Artistic > Neural Mirage..., and ``python-fu-neural-mirage``
+for scripts (non-interactive and with-last-values runs work, so gimp-console batch jobs can call
+it through the PDB).
+
+The render happens in the neural-mirage daemon; this plug-in sends the active layer (limited to
+the selection's bounds), shows progress, and puts the result in a new layer above the source, in
+one undo group, offset to the selection and transparent outside it.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import gi
+
+gi.require_version("Gimp", "3.0")
+gi.require_version("Gegl", "0.4")
+from _mirage.connection import MirageError, friendly, open_session  # noqa: E402
+from _mirage.presets import (  # noqa: E402
+    CUSTOM,
+    PRESET_NAMES,
+    Settings,
+    load_settings,
+    save_settings,
+)
+from gi.repository import Gegl, Gimp, GLib, GObject  # noqa: E402
+
+PROCEDURE = "python-fu-neural-mirage"
+MIN_SIDE = 32
+RW = GObject.ParamFlags.READWRITE
+
+
+def _format(image: Any) -> tuple[str, str]:
+    """Babl format and protocol dtype: 8-bit images as u8, anything finer as float."""
+    precision = image.get_precision()
+    eight_bit = precision in (Gimp.Precision.U8_LINEAR, Gimp.Precision.U8_NON_LINEAR,
+                              Gimp.Precision.U8_PERCEPTUAL)
+    return ("R'G'B'A u8", "u8") if eight_bit else ("R'G'B'A float", "f32")
+
+
+def settings_from(config: Any) -> Settings:
+    return Settings(preset=config.get_property("preset"),
+                    custom_layers=config.get_property("custom-layers"),
+                    content_weight=config.get_property("content-weight"),
+                    style_weight=config.get_property("style-weight"),
+                    size=config.get_property("size"),
+                    iterations=config.get_property("iterations"),
+                    seed=config.get_property("seed"),
+                    original_colors=config.get_property("original-colors"))
+
+
+def render(image: Any, drawable: Any, settings: Settings, progress: Any) -> Any:
+    """Send the pixels, follow the job, insert the result; returns the new layer."""
+    if image.get_base_type() != Gimp.ImageBaseType.RGB:
+        raise MirageError("Neural Mirage works on RGB images; convert this one with "
+                          "Image > Mode > RGB")
+    if not isinstance(drawable, Gimp.Layer):
+        raise MirageError("choose a layer (not a channel or a mask)")
+    fmt, dtype = _format(image)
+    intersects, x, y, w, h = drawable.mask_intersect()
+    if not intersects:
+        raise MirageError("the selection does not touch this layer")
+    if w < MIN_SIDE or h < MIN_SIDE:
+        raise MirageError(f"the area is {w}x{h} pixels; Neural Mirage needs at least "
+                          f"{MIN_SIDE}x{MIN_SIDE}")
+    rect = Gegl.Rectangle.new(x, y, w, h)
+    pixels = bytes(drawable.get_buffer().get(rect, 1.0, fmt, Gegl.AbyssPolicy.CLAMP))
+    _, ox, oy = drawable.get_offsets()
+    mask = None
+    if not Gimp.Selection.is_empty(image):
+        selection = image.get_selection().get_buffer()
+        mask = bytes(selection.get(Gegl.Rectangle.new(ox + x, oy + y, w, h), 1.0, "Y u8",
+                                   Gegl.AbyssPolicy.NONE))
+    meta = {"width": w, "height": h, "channels": 4, "dtype": dtype, "order": "RGBA"}
+    session = open_session(on_spawn=lambda: Gimp.progress_set_text(
+        "Starting the neural-mirage daemon (loading VGG19)..."))
+    try:
+        accepted = session.submit(pixels, meta, settings.params(w, h), mask=mask)
+        job = accepted["job"]
+        watch = session.watch(job, progress)
+        result = None
+        while result is None:
+            if getattr(progress, "cancelled", False):
+                watch.cancel()
+            result = watch.poll(0.1)
+            progress.pump()
+        layer = _insert(image, drawable, result, settings.layer_name(), fmt,
+                        (ox + x, oy + y, w, h))
+        session.ack(job)
+        return layer
+    except Exception as exc:
+        raise friendly(exc) from exc
+    finally:
+        session.close()
+
+
+def _insert(image: Any, source: Any, result: Any, name: str, fmt: str,
+            area: tuple[int, int, int, int]) -> Any:
+    x, y, w, h = area
+    rw, rh = result.image["width"], result.image["height"]
+    image.undo_group_start()
+    try:
+        layer = Gimp.Layer.new(image, name, rw, rh, Gimp.ImageType.RGBA_IMAGE, 100.0,
+                               Gimp.LayerMode.NORMAL)
+        image.insert_layer(layer, source.get_parent(), image.get_item_position(source))
+        layer.set_offsets(x, y)
+        buffer = layer.get_buffer()
+        buffer.set(Gegl.Rectangle.new(0, 0, rw, rh), fmt, result.pixels)
+        buffer.flush()
+        if (rw, rh) != (w, h):
+            layer.scale(w, h, True)
+        layer.update(0, 0, w, h)
+    finally:
+        image.undo_group_end()
+    Gimp.displays_flush()
+    return layer
+
+
+class Progress:
+    """GIMP's progress bar (batch and interactive); the dialog subclass adds a Cancel button."""
+
+    cancelled = False
+
+    def __call__(self, header: dict, preview: bytes | None) -> None:
+        total = max(1, header["total"])
+        Gimp.progress_update(header["iteration"] / total)
+        if header.get("loss") is not None:
+            Gimp.progress_set_text(f"Neural Mirage: scale {header['scale']}/{header['scales']}, "
+                                   f"iteration {header['iteration']}/{total}, about "
+                                   f"{header['eta']:.0f} s left")
+
+    def pump(self) -> None:
+        pass
+
+
+class DialogProgress(Progress):
+    """A small window with a progress bar and our own Cancel button: GIMP's status-bar cancel
+    kills the plug-in process (the daemon then cancels the job when its heartbeats stop)."""
+
+    def __init__(self) -> None:
+        gi.require_version("Gtk", "3.0")
+        from gi.repository import Gtk
+
+        self.gtk = Gtk
+        self.window = Gtk.Window(title="Neural Mirage")
+        box = Gtk.Box(orientation=Gtk.Orientation.VERTICAL, spacing=8, margin=12)
+        self.bar = Gtk.ProgressBar(show_text=True)
+        button = Gtk.Button(label="Cancel")
+        button.connect("clicked", lambda _: setattr(self, "cancelled", True))
+        box.pack_start(self.bar, False, False, 0)
+        box.pack_start(button, False, False, 0)
+        self.window.add(box)
+        self.window.set_default_size(360, -1)
+        self.window.show_all()
+
+    def __call__(self, header: dict, preview: bytes | None) -> None:
+        super().__call__(header, preview)
+        self.bar.set_fraction(header["iteration"] / max(1, header["total"]))
+        self.bar.set_text(f"{header['iteration']}/{header['total']}")
+
+    def pump(self) -> None:
+        while self.gtk.events_pending():
+            self.gtk.main_iteration_do(False)
+
+    def close(self) -> None:
+        self.window.destroy()
+
+
+def run(procedure: Any, run_mode: Any, image: Any, drawables: list, config: Any,
+        data: Any) -> Any:
+    if len(drawables) != 1:
+        return procedure.new_return_values(Gimp.PDBStatusType.CALLING_ERROR,
+                                           GLib.Error("select exactly one layer"))
+    progress: Progress = Progress()
+    if run_mode == Gimp.RunMode.INTERACTIVE:
+        gi.require_version("GimpUi", "3.0")
+        from gi.repository import GimpUi
+
+        GimpUi.init(PROCEDURE)
+        dialog = GimpUi.ProcedureDialog.new(procedure, config, "Neural Mirage")
+        dialog.fill(None)
+        if not dialog.run():
+            dialog.destroy()
+            return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+        dialog.destroy()
+        progress = DialogProgress()
+    # GIMP keeps a dialog's last values itself; batch runs with last values get ours, which
+    # every successful run (of any mode) records.
+    settings = (load_settings("gimp") if run_mode == Gimp.RunMode.WITH_LAST_VALS
+                else settings_from(config))
+    Gimp.progress_init("Neural Mirage")
+    try:
+        layer = render(image, drawables[0], settings, progress)
+    except (MirageError, ValueError) as exc:
+        status = (Gimp.PDBStatusType.CANCEL if getattr(exc, "code", "") == "cancelled"
+                  else Gimp.PDBStatusType.EXECUTION_ERROR)
+        return procedure.new_return_values(status, GLib.Error(str(exc)))
+    finally:
+        if isinstance(progress, DialogProgress):
+            progress.close()
+    save_settings("gimp", settings)
+    values = procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
+    values.remove(1)  # the declared return value's empty slot
+    values.insert(1, GObject.Value(Gimp.Layer, layer))
+    return values
+
+
+class NeuralMirage(Gimp.PlugIn):
+    def do_set_i18n(self, name: str) -> bool:
+        return False
+
+    def do_query_procedures(self) -> list[str]:
+        return [PROCEDURE]
+
+    def do_create_procedure(self, name: str) -> Any:
+        p = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, run, None)
+        p.set_image_types("RGB*")
+        p.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE)
+        p.set_menu_label("Neural Mirage...")
+        p.add_menu_path("<Image>/Filters/Artistic")
+        p.set_documentation(
+            "Repaint a layer as what VGG19 sees in it",
+            "Renders the active layer (or the selection) with the neural-mirage daemon and "
+            "adds the result as a new layer above it. Presets: " + ", ".join(PRESET_NAMES),
+            name)
+        p.set_attribution("neural-mirage", "neural-mirage", "2026")
+        defaults = Settings()
+        p.add_string_argument("preset", "Preset", ", ".join(PRESET_NAMES), defaults.preset, RW)
+        p.add_string_argument("custom-layers", "Content layers",
+                              f"content layers for the {CUSTOM} preset, e.g. fc7:1,relu4_2:0.2",
+                              defaults.custom_layers, RW)
+        p.add_double_argument("content-weight", "Content weight", "fc content weight", 0.0,
+                              1e6, defaults.content_weight, RW)
+        p.add_double_argument("style-weight", "Style weight", "Gram style weight", 0.0, 1e6,
+                              defaults.style_weight, RW)
+        p.add_int_argument("size", "Render size", "longest side of the render (0: the layer's)",
+                           0, 8192, defaults.size, RW)
+        p.add_int_argument("iterations", "Iterations", "iterations at the final size", 1, 100000,
+                           defaults.iterations, RW)
+        p.add_int_argument("seed", "Seed", "random seed", 0, 2**31 - 1, defaults.seed, RW)
+        p.add_boolean_argument("original-colors", "Keep the original colours",
+                               "luminance-only transfer", defaults.original_colors, RW)
+        p.add_layer_return_value("layer", "Layer", "the new layer", False, RW)
+        return p
+
+
+if __name__ == "__main__":
+    Gimp.main(NeuralMirage.__gtype__, sys.argv)
