@@ -91,3 +91,20 @@ def start_daemon(runtime_dir: Path | None = None, cache_dir: Path | None = None,
         time.sleep(0.1)
     daemon.kill()
     raise RuntimeError("daemon did not start in time")
+
+
+def rendered(daemon: DaemonProcess, pixels, order: str, params: dict, mask=None):
+    """The daemon's own result for ``pixels`` (H, W, 4 uint8), as an array of the same layout.
+
+    Renders are deterministic, so the plug-in tests compare an editor's new layer with this.
+    """
+    import numpy as np
+
+    from neural_mirage.daemon.protocol import image_meta
+
+    height, width = pixels.shape[:2]
+    with daemon.client(timeout=60) as c:
+        result = c.render(pixels.tobytes(), image_meta(width, height, 4, "u8", order), params,
+                          mask=None if mask is None else mask.tobytes())
+        c.ack(result.job)
+    return np.frombuffer(result.pixels, np.uint8).reshape(height, width, 4)

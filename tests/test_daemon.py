@@ -315,3 +315,20 @@ def test_client_without_daemon_fails_fast(monkeypatch):
         c.hello()
     assert info.value.code == P.E_TIMEOUT
     assert time.monotonic() - started < 3
+
+
+def test_one_worker_per_device():
+    d = start_daemon(None, None, "--devices", "cpu,cpu")
+    try:
+        with d.client() as c:
+            assert c.welcome["devices"] == ["cpu", "cpu"]
+            raw, meta = bgra(64, 64)
+            jobs = [c.submit(raw, meta, LONG, detach=True)["job"] for _ in range(2)]
+            deadline = time.monotonic() + 60
+            while len(c.status()["running"]) < 2:
+                assert time.monotonic() < deadline, "the two jobs did not run side by side"
+                time.sleep(0.1)
+            for job in jobs:
+                c.cancel(job)
+    finally:
+        d.stop()

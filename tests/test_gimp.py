@@ -18,10 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from neural_mirage.daemon.protocol import image_meta
 from neural_mirage.plugins.shared.presets import Settings
 
-from .daemon_process import start_daemon
+from .daemon_process import rendered, start_daemon
 
 ROOT = Path(os.environ.get("NEURAL_MIRAGE_GIMP_CHROOT", "/opt/neural-mirage-gimp3"))
 pytestmark = pytest.mark.skipif(not (ROOT / "usr/bin/gimp-console-3.0").exists(),
@@ -85,12 +84,7 @@ def run_gimp(mode: str, endpoint: str | None) -> dict:
 
 def expected(daemon, pixels: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     height, width = pixels.shape[:2]
-    with daemon.client(timeout=60) as c:
-        result = c.render(pixels.tobytes(), image_meta(width, height, 4, "u8", "RGBA"),
-                          Settings(**SETTINGS).params(width, height),
-                          mask=None if mask is None else mask.tobytes())
-        c.ack(result.job)
-    return np.frombuffer(result.pixels, np.uint8).reshape(height, width, 4)
+    return rendered(daemon, pixels, "RGBA", Settings(**SETTINGS).params(width, height), mask)
 
 
 def test_plugin_renders_through_the_pdb(daemon):

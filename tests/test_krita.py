@@ -12,10 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from neural_mirage.daemon.protocol import image_meta
 from neural_mirage.plugins.shared.presets import Settings
 
-from .daemon_process import short_dir, start_daemon
+from .daemon_process import rendered, short_dir, start_daemon
 
 pytestmark = pytest.mark.skipif(shutil.which("krita") is None or shutil.which("Xvfb") is None,
                                 reason="Krita and Xvfb are installed by install/test-hosts.sh")
@@ -74,14 +73,8 @@ def daemon():
 
 
 def expected(daemon, pixels: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
-    """The daemon's own result for the same pixels and settings (renders are deterministic)."""
     height, width = pixels.shape[:2]
-    with daemon.client(timeout=60) as c:
-        result = c.render(pixels.tobytes(), image_meta(width, height, 4, "u8", "BGRA"),
-                          Settings(**SETTINGS).params(width, height),
-                          mask=None if mask is None else mask.tobytes())
-        c.ack(result.job)
-    return np.frombuffer(result.pixels, np.uint8).reshape(height, width, 4)
+    return rendered(daemon, pixels, "BGRA", Settings(**SETTINGS).params(width, height), mask)
 
 
 @pytest.mark.parametrize("bridge", [False, True], ids=["pyzmq", "bridge"])
@@ -108,6 +101,8 @@ def test_plugin_renders_whole_layer_and_selection_in_krita(daemon, bridge):
     outside = layer.copy()
     outside[16:56, 20:68] = 0
     assert not outside.any(), "the new layer is not transparent outside the selection"
+    assert res["cancel_status"] == "Cancelled."
+    assert res["cancel_layers"][0] == res["cancel_layers"][1], "a cancelled render added a layer"
     assert res["base_unchanged"]
     assert res["undo"][1] == res["undo"][0] - 1, "adding the result layer could not be undone"
     assert screenshot.exists()

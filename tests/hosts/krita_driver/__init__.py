@@ -73,6 +73,16 @@ def run(spec):
     if spec.get("screenshot"):
         wait_until(lambda: False, 0.5)
         QApplication.primaryScreen().grabWindow(0).save(spec["screenshot"])
+
+    # Cancel from the dialog while a long render runs: no new layer appears.
+    layers_before = len(doc.topLevelNodes())
+    dialog.iterations.setValue(100000)
+    dialog.render_button.click()
+    wait_until(lambda: dialog.progress.value() >= 1, 120)
+    dialog.cancel_button.click()
+    wait_until(lambda: dialog.status.text() == "Cancelled.", 60)
+    res["cancel_status"] = dialog.status.text()
+    res["cancel_layers"] = [layers_before, len(doc.topLevelNodes())]
     dialog.close()
 
     selection = Selection()
