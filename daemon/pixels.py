@@ -21,37 +21,44 @@ def decode(meta: dict[str, Any], frame: bytes | memoryview, max_pixels: int,
         raise ProtocolError(E_BAD_IMAGE, f"the {name} frame has {len(frame)} bytes, but "
                                          f"{meta['width']}x{meta['height']}x{meta['channels']} "
                                          f"{meta['dtype']} needs {expected}")
-    dtype = meta["dtype"]
-    data = np.frombuffer(frame, dtype=_NUMPY[dtype]).reshape(
-        meta["height"], meta["width"], meta["channels"]).astype(np.float32) / _SCALE[dtype]
+    dtype, channels = meta["dtype"], meta["channels"]
+    data = np.frombuffer(frame, dtype=_NUMPY[dtype]).reshape(meta["height"], meta["width"],
+                                                             channels)
+    if dtype == "f32" and not np.isfinite(data).all():
+        raise ProtocolError(E_BAD_IMAGE, f"the {name} holds NaN or infinite values")
+    if channels == 1:
+        return _unit(data[..., 0], dtype), None
+    # One gather in the source type, one conversion: images can be 2048x2048 and larger.
+    colour = data[..., [2, 1, 0]] if meta["order"].startswith("BGR") else data[..., :3]
+    alpha = _unit(data[..., 3], dtype) if channels == 4 else None
+    return _unit(colour, dtype), alpha
+
+
+def _unit(values: np.ndarray, dtype: str) -> np.ndarray:
+    """float32 in [0, 1]."""
+    out = values.astype(np.float32)
     if dtype == "f32":
-        if not np.isfinite(data).all():
-            raise ProtocolError(E_BAD_IMAGE, f"the {name} holds NaN or infinite values")
-        data = data.clip(0.0, 1.0)
-    if meta["channels"] == 1:
-        return data[..., 0], None
-    rgb = data[..., :3]
-    if meta["order"].startswith("BGR"):
-        rgb = rgb[..., ::-1]
-    alpha = data[..., 3] if meta["channels"] == 4 else None
-    return np.ascontiguousarray(rgb), alpha
+        return np.clip(out, 0.0, 1.0, out=out)
+    out *= 1.0 / _SCALE[dtype]
+    return out
 
 
 def encode(rgb: np.ndarray, alpha: np.ndarray | None, like: dict[str, Any]) -> tuple[
         dict[str, Any], bytes]:
     """A frame in the layout of ``like`` (dtype and channel order), sized as ``rgb``."""
     height, width = rgb.shape[:2]
-    channels = like["channels"]
-    order = like["order"]
-    planes = [rgb[..., ::-1] if order.startswith("BGR") else rgb]
+    channels, order, dtype = like["channels"], like["order"], like["dtype"]
+    data = np.empty((height, width, channels), np.float32)
+    data[..., :3] = rgb[..., ::-1] if order.startswith("BGR") else rgb
     if channels == 4:
-        planes.append((np.ones((height, width), np.float32) if alpha is None else alpha)[..., None])
-    data = np.concatenate(planes, axis=2).clip(0.0, 1.0)
-    dtype = like["dtype"]
+        data[..., 3] = 1.0 if alpha is None else alpha
+    np.clip(data, 0.0, 1.0, out=data)
     if dtype == "f32":
-        raw = data.astype(np.float32).tobytes()
+        raw = data.tobytes()
     else:
-        raw = np.round(data * _SCALE[dtype]).astype(_NUMPY[dtype]).tobytes()
+        data *= _SCALE[dtype]
+        data += 0.5  # round half up, then truncate
+        raw = data.astype(_NUMPY[dtype]).tobytes()
     meta = {"width": width, "height": height, "channels": channels, "dtype": dtype,
             "order": order}
     return meta, raw

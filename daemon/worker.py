@@ -12,7 +12,6 @@ import logging
 import threading
 from typing import Any
 
-import numpy as np
 import torch
 import zmq
 
@@ -100,7 +99,8 @@ class Worker(threading.Thread):
         try:
             params = job.params
             params.preview_every = job.preview_every
-            content = torch.from_numpy(np.ascontiguousarray(job.rgb.transpose(2, 0, 1)))
+            # (H, W, 3) memory is NCHW's channels_last: the network reads it without a copy.
+            content = torch.from_numpy(job.rgb).permute(2, 0, 1)
             result = render(self.model, content, params, on_progress=on_progress,
                             should_cancel=job.cancel.is_set)
             header, raw = self._result(job, result)
