@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from neural_mirage.plugins.shared.presets import Settings
 
@@ -29,6 +30,7 @@ W, H = 96, 64
 SETTINGS = {"preset": "Mirage (fc7)", "iterations": 10, "seed": 5}
 PDB_SETTINGS = {"preset": "Mirage (fc7)", "iterations": 10, "seed": 5}
 DRIVER = Path(__file__).parent / "hosts" / "gimp_driver.py"
+ARTIFACTS = Path(os.environ.get("NEURAL_MIRAGE_ARTIFACTS", "/tmp/neural-mirage-artifacts"))
 
 
 def free_port() -> int:
@@ -96,6 +98,8 @@ def test_plugin_renders_through_the_pdb(daemon):
     assert whole["name"] == Settings(**SETTINGS).layer_name()
     assert whole["offsets"] == [0, 0] and whole["size"] == [W, H]
     got = np.frombuffer(bytes.fromhex(whole["pixels"]), np.uint8).reshape(H, W, 4)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(got).save(ARTIFACTS / "gimp-whole-layer.png")
     np.testing.assert_array_equal(got, expected(daemon, source_pixels(), None))
 
     assert res["last_vals_status"] == "success", res["last_vals_error"]
@@ -105,6 +109,7 @@ def test_plugin_renders_through_the_pdb(daemon):
     selected = res["selection"]
     assert selected["offsets"] == [20, 16] and selected["size"] == [48, 40]
     got = np.frombuffer(bytes.fromhex(selected["pixels"]), np.uint8).reshape(40, 48, 4)
+    Image.fromarray(got).save(ARTIFACTS / "gimp-selection-layer.png")
     mask = np.full((40, 48), 255, np.uint8)
     np.testing.assert_array_equal(got, expected(daemon, source_pixels()[16:56, 20:68], mask))
     assert res["base_unchanged"]
