@@ -396,10 +396,10 @@ class Daemon:
             result, raw = stored
             return result, [raw]
         job = self.jobs.get(job_id)
-        if job is not None:
+        if job is not None and job.state in (QUEUED, RUNNING):
             raise P.ProtocolError(P.E_NOT_FINISHED, f"job {job_id} is {job.state} "
                                   f"({job.iteration}/{job.total} iterations)")
-        state = self.finished.get(job_id)
+        state = job.state if job is not None else self.finished.get(job_id)
         if state is not None:
             raise P.ProtocolError(P.E_UNKNOWN_JOB, f"job {job_id} has no stored result: it "
                                   f"was {state}, or its result was already acknowledged")
