@@ -63,6 +63,9 @@ class RenderParams:
     """Stop a scale when the loss improves less than this fraction in 25 iterations (0: never)."""
     preview_every: int = 0
     """Hand a preview image to the progress callback every N iterations (0: never)."""
+    see: dict[str, float] = field(default_factory=dict)
+    """Class steering: ImageNet class names, indices (as strings) or @groups, with weights."""
+    see_weight: float = 1.0
 
     def validate(self) -> RenderParams:
         """Check every field; return self so calls can be chained."""
@@ -71,7 +74,7 @@ class RenderParams:
         _layers("style_layers", self.style_layers, SPATIAL_LAYERS,
                 "style layers need a spatial map (conv, relu or pool layers, not fc)")
         for name in ("content_weight", "style_weight", "tv_weight", "style_scale",
-                     "learning_rate", "early_stop"):
+                     "learning_rate", "early_stop", "see_weight"):
             _non_negative(name, getattr(self, name))
         if self.style_scale == 0 or self.learning_rate == 0:
             raise ParamError("style_scale and learning_rate must be greater than 0")
@@ -91,6 +94,13 @@ class RenderParams:
                 raise ParamError("style_blend must be a list of non-negative numbers")
             if sum(self.style_blend) <= 0:
                 raise ParamError("style_blend must not be all zero")
+        if not isinstance(self.see, dict) or not all(
+                isinstance(k, str) and _is_number(w) and w >= 0 for k, w in self.see.items()):
+            raise ParamError("see must map class names to non-negative weights")
+        if self.see:
+            from .steering import resolve
+
+            resolve(self.see)
         for name in ("normalize_gradients", "original_colors"):
             if not isinstance(getattr(self, name), bool):
                 raise ParamError(f"{name} must be true or false")

@@ -20,6 +20,7 @@ from torch import Tensor
 from .losses import feature_loss, gram, normalize_gradient, tv_loss
 from .params import ParamError, RenderParams
 from .seeing import Seen, top_classes
+from .steering import steering_loss, steering_target
 from .vgg import MIN_SIDE, MirageVGG
 
 #: Iterations over which the early stop compares the loss.
@@ -152,6 +153,10 @@ class _Objective:
         self.model = model
         self.params = params
         self.layers = set(params.content_layers) | set(params.style_layers)
+        self.see_target = None
+        if params.see:
+            self.layers.add("fc8")
+            self.see_target = steering_target(params.see, content.device)
         with torch.no_grad():
             feats = model.features(content, params.content_layers, params.pooling)
             self.content_targets = {k: v.detach().clone() for k, v in feats.items()}
@@ -177,6 +182,8 @@ class _Objective:
             f = normalize_gradient(feats[name], weight) if p.normalize_gradients else feats[name]
             terms[f"style:{name}"] = weight * feature_loss(
                 gram(f), self.style_targets[name], p.normalization)
+        if self.see_target is not None:
+            terms["see"] = p.see_weight * steering_loss(feats["fc8"], self.see_target)
         if p.tv_weight > 0:
             terms["tv"] = p.tv_weight * tv_loss(image, p.normalization)
         return torch.stack(list(terms.values())).sum(), terms

@@ -85,6 +85,10 @@ def add_render_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--original-colors", action="store_true")
     g.add_argument("--early-stop", type=float, default=d.early_stop,
                    help="stop a scale when the loss improves less than this fraction (0: never)")
+    g.add_argument("--see", type=parse_layers, default=d.see, metavar="CLASS[:W],...",
+                   help="steer towards ImageNet classes or @groups, e.g. 'church, lakeside:0.5' "
+                        "(list them with 'neural-mirage classes')")
+    g.add_argument("--see-weight", type=float, default=d.see_weight)
 
 
 def params_from_args(args: argparse.Namespace) -> Any:
@@ -98,7 +102,8 @@ def params_from_args(args: argparse.Namespace) -> Any:
         seed=args.seed, optimizer=args.optimizer, lbfgs_history=args.lbfgs_history,
         learning_rate=args.learning_rate, iterations=args.iterations, scales=args.scales,
         pooling=args.pooling, normalize_gradients=args.normalize_gradients,
-        original_colors=args.original_colors, early_stop=args.early_stop,
+        original_colors=args.original_colors, early_stop=args.early_stop, see=args.see,
+        see_weight=args.see_weight,
     ).validate()
 
 
@@ -163,6 +168,21 @@ def cmd_render(args: argparse.Namespace) -> int:
                    info.pretrained)
         print_seen("The net sees in the result", [vars(s) for s in result.seen_result],
                    info.pretrained)
+    return 0
+
+
+def cmd_classes(args: argparse.Namespace) -> int:
+    """List ImageNet classes (optionally those containing SEARCH) and the steering groups."""
+    from .engine.seeing import imagenet_classes
+    from .engine.steering import GROUPS
+
+    search = (args.search or "").lower()
+    for index, name in enumerate(imagenet_classes()):
+        if search in name.lower():
+            print(f"{index:4d}  {name}")
+    for group, members in GROUPS.items():
+        if search in group or any(search in m.lower() for m in members):
+            print(f"@{group}: {', '.join(members)}")
     return 0
 
 
@@ -411,6 +431,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weights for a daemon that the plug-in starts")
     p.add_argument("--weights-path", metavar="FILE")
     p.set_defaults(func=cmd_install_plugin)
+
+    p = commands.add_parser("classes", help="list ImageNet classes and groups for --see")
+    p.add_argument("search", nargs="?", help="only names containing this")
+    p.set_defaults(func=cmd_classes)
 
     p = commands.add_parser("fetch-weights", help="download and verify VGG19 weights")
     p.add_argument("which", nargs="?", choices=("torchvision", "caffe"), default="torchvision")

@@ -108,3 +108,18 @@ def test_service_install_writes_a_unit_for_this_python(tmp_path):
     assert exec_line == (f"ExecStart={sys.executable} -m neural_mirage.cli daemon "
                          "--weights random --devices cpu")
     assert "[Install]" in unit and "WantedBy=default.target" in unit
+
+
+def test_classes_lists_matches_and_groups():
+    r = run("classes", "church")
+    assert r.returncode == 0
+    assert " 497  church" in r.stdout and "@buildings:" in r.stdout
+
+
+def test_render_with_steering_and_an_unknown_class(tmp_path, photo):
+    r = run("render", photo, tmp_path / "s.png", *FAST, "--see", "church, lakeside:0.5",
+            "--top", "0")
+    assert r.returncode == 0, r.stderr
+    r = run("render", photo, tmp_path / "s.png", *FAST, "--see", "churh")
+    assert r.returncode == 2
+    assert "unknown class 'churh'; closest: church" in r.stderr

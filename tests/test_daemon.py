@@ -215,6 +215,7 @@ def test_bad_requests_get_stable_codes(daemon, client):
         ({"type": P.SUBMIT, "image": meta, "params": {"size": -1}}, [raw], P.E_BAD_PARAMS),
         ({"type": P.SUBMIT, "image": meta, "params": {"colour": 1}}, [raw], P.E_BAD_PARAMS),
         ({"type": P.SUBMIT, "image": meta, "params": {"size": 33}}, [raw], P.E_BAD_PARAMS),
+        ({"type": P.SUBMIT, "image": meta, "params": {"see": {"churh": 1}}}, [raw], P.E_BAD_PARAMS),
         ({"type": P.SUBMIT, "image": meta, "params": [1]}, [raw], P.E_BAD_PARAMS),
         ({"type": P.SUBMIT, "image": meta, "frobs": 1}, [raw], P.E_BAD_MESSAGE),
         ({"type": P.SUBMIT, "image": {**meta, "width": 10**6, "height": 10**6}}, [raw],

@@ -226,3 +226,40 @@ def test_params_from_dict_rejects_unknown_and_wrong_types():
     assert RenderParams.from_dict({"style_weight": 2}).style_weight == 2.0
     assert set(RenderParams().to_dict()) >= {"size", "content_layers"}
     assert "fc8" in LAYER_NAMES
+
+
+def test_class_names_match_forgivingly_and_errors_list_close_names():
+    from neural_mirage.engine.steering import GROUPS, find_class, resolve
+
+    assert find_class("Church") == find_class("church") == find_class("497")
+    assert resolve({"church": 1.0, "lakeside": 0.5}) == pytest.approx(
+        {find_class("church"): 2 / 3, find_class("lakeside"): 1 / 3})
+    for group in GROUPS:
+        assert resolve({f"@{group}": 1.0})
+    with pytest.raises(ParamError, match="closest: church"):
+        find_class("churh")
+    with pytest.raises(ParamError, match="ambiguous"):
+        find_class("dog")
+    with pytest.raises(ParamError, match="unknown group"):
+        resolve({"@clouds": 1.0})
+    with pytest.raises(ParamError, match="unknown class"):
+        RenderParams(see={"zzzz": 1.0}).validate()
+
+
+def test_steering_raises_the_targeted_class(model, photo):
+    from neural_mirage.engine.steering import find_class
+
+    target = find_class("church")
+    base = dict(FAST, iterations=15)
+    steered_losses = []
+    plain = render(model, photo, RenderParams(**base), see_top=0)
+    steered = render(model, photo, RenderParams(see={"church": 1.0}, see_weight=5.0, **base),
+                     see_top=0, on_progress=lambda p: p.iteration and steered_losses.append(
+                         p.losses["see"]))
+    assert steered_losses[-1] < steered_losses[0]
+
+    def probability(image):
+        with torch.no_grad():
+            return torch.softmax(model(image.unsqueeze(0))[0], 0)[target].item()
+
+    assert probability(steered.image) > probability(plain.image)
