@@ -54,10 +54,6 @@ class ResultStore:
         (length,) = _LENGTH.unpack_from(data)
         return unpack(data[4:4 + length]), data[4 + length:]
 
-    def has(self, job_id: str) -> bool:
-        path = self._path(job_id)
-        return path is not None and path.is_file()
-
     def delete(self, job_id: str) -> bool:
         path = self._path(job_id)
         if path is None or not path.is_file():

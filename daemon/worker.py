@@ -55,7 +55,6 @@ class Worker(threading.Thread):
         self.model = model
         self.info = info
         self.device = device
-        self.current: Job | None = None
 
     def run(self) -> None:
         self._events = self.context.socket(zmq.PUSH)
@@ -63,10 +62,8 @@ class Worker(threading.Thread):
         self._events.connect(EVENTS_ENDPOINT)
         try:
             while (job := self.queue.get()) is not None:
-                self.current = job
                 header, frames = self._run(job)
                 self._send(job, header, frames)
-                self.current = None
         finally:
             self._events.close()
 

@@ -10,10 +10,9 @@ from .device import keep_freed_memory, pick_device
 from .params import MAX_SIZE, ParamError, RenderParams
 from .render import Progress, RenderCancelled, RenderDiverged, RenderResult, plan_scales, render
 from .seeing import Seen, imagenet_classes, top_classes
-from .vgg import FC_LAYERS, LAYER_NAMES, SPATIAL_LAYERS, MirageVGG, random_state_dict
+from .vgg import LAYER_NAMES, SPATIAL_LAYERS, MirageVGG, random_state_dict
 
 __all__ = [
-    "FC_LAYERS",
     "LAYER_NAMES",
     "MAX_SIZE",
     "SPATIAL_LAYERS",

@@ -48,8 +48,6 @@ LAYER_NAMES: tuple[str, ...] = tuple(name for name, _ in LAYER_PLAN)
 LAYER_INDEX: dict[str, int] = {name: i for i, name in enumerate(LAYER_NAMES)}
 #: Layers that keep a spatial map (usable for Gram matrices).
 SPATIAL_LAYERS: tuple[str, ...] = LAYER_NAMES[: LAYER_INDEX["adapt"]]
-#: Layers after the adaptive pooling: vectors, usable as content only.
-FC_LAYERS: tuple[str, ...] = ("fc6", "relu6", "fc7", "relu7", "fc8")
 
 
 @dataclass(frozen=True)
