@@ -27,6 +27,14 @@ def _daemon_source() -> Path:
     return Path(str(resources.files("neural_mirage.daemon")))
 
 
+def _copy_package(source: Path, package: Path) -> Path:
+    """Replace ``package`` with a fresh copy of ``source`` (an upgrade leaves no stale files)."""
+    if package.exists():
+        shutil.rmtree(package)
+    shutil.copytree(source, package, ignore=shutil.ignore_patterns("__pycache__"))
+    return package
+
+
 def _vendor(package: Path, daemon_args: list[str]) -> None:
     target = package / "_mirage"
     if target.exists():
@@ -50,11 +58,7 @@ def install_krita(dest: Path | None = None, daemon_args: list[str] | None = None
     """Install into Krita's resource folder and enable it in kritarc."""
     resource_dir = dest or krita_resource_dir()
     pykrita = resource_dir / "pykrita"
-    package = pykrita / KRITA_PLUGIN
-    if package.exists():
-        shutil.rmtree(package)
-    shutil.copytree(_source() / "krita" / KRITA_PLUGIN, package,
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    package = _copy_package(_source() / "krita" / KRITA_PLUGIN, pykrita / KRITA_PLUGIN)
     shutil.copy2(_source() / "krita" / f"{KRITA_PLUGIN}.desktop", pykrita)
     actions = resource_dir / "actions"
     actions.mkdir(parents=True, exist_ok=True)
@@ -90,11 +94,7 @@ def gimp_plugin_dir() -> Path:
 def install_gimp(dest: Path | None = None, daemon_args: list[str] | None = None) -> Path:
     """Install into GIMP 3's plug-ins folder (folder and script named alike, executable)."""
     plugins = dest or gimp_plugin_dir()
-    package = plugins / GIMP_PLUGIN
-    if package.exists():
-        shutil.rmtree(package)
-    shutil.copytree(_source() / "gimp" / GIMP_PLUGIN, package,
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    package = _copy_package(_source() / "gimp" / GIMP_PLUGIN, plugins / GIMP_PLUGIN)
     script = package / f"{GIMP_PLUGIN}.py"
     script.chmod(0o755)
     _vendor(package, daemon_args or [])

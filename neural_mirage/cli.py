@@ -221,7 +221,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     """Render through the daemon."""
     from .console import ProgressLine, print_seen
     from .daemon import pixels
-    from .images import Picture, read_image, write_image
+    from .images import read_image
 
     params = params_from_args(args)
     output = Path(args.output)
@@ -252,15 +252,24 @@ def cmd_submit(args: argparse.Namespace) -> int:
             raise
         finally:
             progress.close()
-        rgb, alpha = pixels.decode(result.image, result.pixels, max_pixels=1 << 62)
-        write_image(output, Picture(rgb, alpha, source.bits), args.bits)
+        _save_result(result, output, args.bits or source.bits)
         client.ack(job)
     header = result.header
-    print(f"Wrote {output} ({rgb.shape[1]}x{rgb.shape[0]}, {header['iterations']} iterations in "
+    print(f"Wrote {output} ({result.image['width']}x{result.image['height']}, "
+          f"{header['iterations']} iterations in "
           f"{header['elapsed']:.1f} s, {header['model']})")
     print_seen("The net sees in the input", header["seen_input"], header["pretrained"])
     print_seen("The net sees in the result", header["seen_result"], header["pretrained"])
     return 0
+
+
+def _save_result(result: Any, output: Path, bits: int) -> None:
+    """Write a daemon RESULT to an image file (before the caller ACKs it)."""
+    from .daemon import pixels
+    from .images import Picture, write_image
+
+    rgb, alpha = pixels.decode(result.image, result.pixels, max_pixels=1 << 62)
+    write_image(output, Picture(rgb, alpha, bits), bits)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -292,14 +301,9 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    from .daemon import pixels
-    from .images import Picture, write_image
-
     with _client(args) as client:
         result = client.fetch(args.job)
-        rgb, alpha = pixels.decode(result.image, result.pixels, max_pixels=1 << 62)
-        bits = 16 if result.image["dtype"] != "u8" else 8
-        write_image(args.output, Picture(rgb, alpha, bits))
+        _save_result(result, Path(args.output), 16 if result.image["dtype"] != "u8" else 8)
         client.ack(args.job)
     print(f"Wrote {args.output}")
     return 0

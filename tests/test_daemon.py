@@ -333,3 +333,34 @@ def test_one_worker_per_device():
                 c.cancel(job)
     finally:
         d.stop()
+
+
+def test_cli_submit_status_and_fetch(daemon, tmp_path):
+    from PIL import Image
+
+    photo = tmp_path / "p.png"
+    Image.fromarray(np.full((32, 40, 3), 120, np.uint8)).save(photo)
+    cli = [sys.executable, "-m", "neural_mirage.cli"]
+    args = ["--size", "40", "--iterations", "2", "--scales", "1", "--endpoint", daemon.endpoint]
+    r = subprocess.run([*cli, "submit", photo, tmp_path / "a.png", *args], env=daemon.env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert Image.open(tmp_path / "a.png").size == (40, 32)
+    r = subprocess.run([*cli, "submit", photo, tmp_path / "b.png", *args, "--detach"],
+                       env=daemon.env, capture_output=True, text=True, timeout=120)
+    job = r.stdout.strip()
+    assert r.returncode == 0 and len(job) == 32, r.stderr
+    deadline = time.monotonic() + 60
+    while True:
+        r = subprocess.run([*cli, "fetch", job, tmp_path / "b.png", "--endpoint",
+                            daemon.endpoint], env=daemon.env, capture_output=True, text=True,
+                           timeout=120)
+        if r.returncode == 0 or time.monotonic() > deadline:
+            break
+        assert "is queued" in r.stderr or "is running" in r.stderr, r.stderr
+        time.sleep(0.5)
+    assert r.returncode == 0, r.stderr
+    assert Image.open(tmp_path / "b.png").size == (40, 32)
+    r = subprocess.run([*cli, "status", "--endpoint", daemon.endpoint], env=daemon.env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "0 finished result(s) waiting" in r.stdout, r.stdout
