@@ -28,7 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from torchvision.models import vgg19
 
 from neural_mirage.engine import RenderParams, keep_freed_memory, random_state_dict, render
-from neural_mirage.install.weights import load_model
+from neural_mirage.install.weights import ModelSpec, load_model
 
 STYLE = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
@@ -98,7 +98,7 @@ def time_baseline(size: int, iterations: int) -> float:
 
 
 def time_engine(size: int, iterations: int) -> float:
-    model, _ = load_model("random")
+    model, _ = load_model(ModelSpec("random"))
     stamps: list[float] = []
     params = RenderParams(size=size, iterations=iterations + 1, scales=1, early_stop=0.0)
     render(model, torch.rand(3, size, size), params, see_top=0,
@@ -107,7 +107,7 @@ def time_engine(size: int, iterations: int) -> float:
 
 
 def flops_per_iteration(size: int) -> float:
-    model, _ = load_model("random")
+    model, _ = load_model(ModelSpec("random"))
     image = torch.rand(1, 3, size, size, requires_grad=True)
     with FlopCounterMode(display=False) as counter:
         feats = model.features(image, ["fc7", *STYLE])

@@ -122,6 +122,8 @@ def _handle(client: Client | None, header: dict[str, Any], frames: list[bytes],
     elif op == "ack":
         client.ack(header["job"])
         emit({"type": "ACKED", "job": header["job"]})
+    elif op == "classes":
+        emit(client.classes())
     else:
         raise ValueError(f"unknown bridge request {op!r}")
     return client

@@ -252,6 +252,10 @@ class Client:
         """Tell the daemon the result is safe here, so it may delete its copy."""
         self.request({"type": P.ACK, "job": job})
 
+    def classes(self) -> dict[str, Any]:
+        """The model's class names (``classes``, in fc8's order) and steering ``groups``."""
+        return self.request({"type": P.CLASSES})[0]
+
     def ping(self) -> float:
         started = time.monotonic()
         self.request({"type": P.PING})

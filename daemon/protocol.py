@@ -27,6 +27,7 @@ STATUS = "STATUS"
 FETCH = "FETCH"
 ACK = "ACK"
 PING = "PING"
+CLASSES = "CLASSES"
 SHUTDOWN = "SHUTDOWN"
 # Daemon -> client
 WELCOME = "WELCOME"
@@ -37,10 +38,11 @@ CANCELLED = "CANCELLED"
 STATUS_REPLY = "STATUS_REPLY"
 ACKED = "ACKED"
 PONG = "PONG"
+CLASSES_REPLY = "CLASSES_REPLY"
 BYE = "BYE"
 ERROR = "ERROR"
 
-REQUESTS = (HELLO, SUBMIT, CANCEL, STATUS, FETCH, ACK, PING, SHUTDOWN)
+REQUESTS = (HELLO, SUBMIT, CANCEL, STATUS, FETCH, ACK, PING, CLASSES, SHUTDOWN)
 
 # Stable error codes: clients switch on these, people read the message next to them.
 E_BAD_MESSAGE = "bad_message"        # not msgpack, not a map, missing or mistyped fields

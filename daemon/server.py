@@ -28,7 +28,8 @@ import zmq
 from neural_mirage import __version__
 from neural_mirage.engine import MAX_SIZE, MirageVGG, ParamError, RenderParams, plan_scales
 from neural_mirage.engine.render import fit_size
-from neural_mirage.install.weights import ModelInfo
+from neural_mirage.engine.steering import available_groups
+from neural_mirage.install.weights import ModelInfo, ModelSpec
 
 from . import pixels
 from . import protocol as P
@@ -282,8 +283,9 @@ class Daemon:
                                   "the plug-in or the daemon so that both are the same version")
         return {"type": P.WELCOME, "protocol": P.PROTOCOL_VERSION, "version": __version__,
                 "devices": [str(d) for d, _, _ in self.models],
-                "model": {"weights": self.info.weights, "label": self.info.label,
-                          "pretrained": self.info.pretrained},
+                "model": {"weights": self.info.weights, "arch": self.info.arch,
+                          "label": self.info.label, "pretrained": self.info.pretrained,
+                          "classes": self.info.classes},
                 "limits": {"max_pixels": self.config.max_pixels, "max_size": MAX_SIZE,
                            "max_queue": self.config.max_queue,
                            "max_header_bytes": P.MAX_HEADER_BYTES},
@@ -311,6 +313,8 @@ class Daemon:
                                       f"from {low} to {high}")
         try:
             params = RenderParams.from_dict(header.get("params") or {})
+            model = self.models[0][1]
+            params.check_model(model.layer_names, model.labels)
         except (ParamError, TypeError) as exc:
             raise P.ProtocolError(P.E_BAD_PARAMS, str(exc)) from None
         has_mask = header.get("mask") is not None
@@ -412,6 +416,12 @@ class Daemon:
             raise P.ProtocolError(P.E_UNKNOWN_JOB, f"no stored result for job {job_id[:40]!r}")
         return {"type": P.ACKED, "job": job_id}, []
 
+    def _classes(self, identity: bytes, header: dict, frames: list) -> tuple[dict, list]:
+        """The model's class names and the steering groups it can use (for class pickers)."""
+        labels = self.models[0][1].labels
+        return {"type": P.CLASSES_REPLY, "classes": list(labels),
+                "groups": available_groups(labels), "model": self.info.label}, []
+
     def _ping(self, identity: bytes, header: dict, frames: list) -> tuple[dict, list]:
         return {"type": P.PONG}, []
 
@@ -426,7 +436,8 @@ class Daemon:
 
     _handlers: ClassVar[dict[str, Any]] = {
         P.HELLO: _hello, P.SUBMIT: _submit, P.CANCEL: _cancel, P.STATUS: _status,
-        P.FETCH: _fetch, P.ACK: _ack, P.PING: _ping, P.SHUTDOWN: _shutdown}
+        P.FETCH: _fetch, P.ACK: _ack, P.PING: _ping, P.CLASSES: _classes,
+        P.SHUTDOWN: _shutdown}
 
     # -- worker events and liveness ----------------------------------------------------------
 
@@ -486,8 +497,7 @@ def configure_logging(log_file: Path | None, verbose: bool = False) -> None:
                         format="%(asctime)s %(levelname)s %(message)s", force=True)
 
 
-def run_daemon(config: DaemonConfig, weights: str, weights_path: str | None,
-               devices: list[str], verify: bool = True, seed: int = 0) -> None:
+def run_daemon(config: DaemonConfig, spec: ModelSpec, devices: list[str]) -> None:
     """Load one model per device, then serve until stopped."""
     from neural_mirage.engine import keep_freed_memory, pick_device
     from neural_mirage.install.weights import load_model
@@ -496,7 +506,7 @@ def run_daemon(config: DaemonConfig, weights: str, weights_path: str | None,
     models = []
     for name in devices:
         device = pick_device(name)
-        model, info = load_model(weights, weights_path, device, seed=seed, verify=verify)
+        model, info = load_model(spec, device)
         models.append((device, model, info))
     if not models[0][2].pretrained:
         log.warning("serving %s: results show the method, not a real mirage", models[0][2].label)

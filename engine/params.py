@@ -64,7 +64,7 @@ class RenderParams:
     preview_every: int = 0
     """Hand a preview image to the progress callback every N iterations (0: never)."""
     see: dict[str, float] = field(default_factory=dict)
-    """Class steering: ImageNet class names, indices (as strings) or @groups, with weights."""
+    """Class steering: class names, indices (as strings) or @groups, with weights."""
     see_weight: float = 1.0
 
     def validate(self) -> RenderParams:
@@ -97,14 +97,21 @@ class RenderParams:
         if not isinstance(self.see, dict) or not all(
                 isinstance(k, str) and _is_number(w) and w >= 0 for k, w in self.see.items()):
             raise ParamError("see must map class names to non-negative weights")
-        if self.see:
-            from .steering import resolve
-
-            resolve(self.see)
         for name in ("normalize_gradients", "original_colors"):
             if not isinstance(getattr(self, name), bool):
                 raise ParamError(f"{name} must be true or false")
         return self
+
+    def check_model(self, layer_names: tuple[str, ...], labels: tuple[str, ...]) -> None:
+        """Check what depends on the model: its layers (VGG16 has fewer) and class names."""
+        for name in (*self.content_layers, *self.style_layers):
+            if name not in layer_names:
+                raise ParamError(f"layer {name!r} is not in this model (VGG16 has no conv3_4, "
+                                 "conv4_4, conv5_4 and their relu layers)")
+        if self.see:
+            from .steering import resolve
+
+            resolve(self.see, labels)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (for the protocol and for remembering settings)."""

@@ -156,7 +156,7 @@ class _Objective:
         self.see_target = None
         if params.see:
             self.layers.add("fc8")
-            self.see_target = steering_target(params.see, content.device)
+            self.see_target = steering_target(params.see, model.labels, content.device)
         with torch.no_grad():
             feats = model.features(content, params.content_layers, params.pooling)
             self.content_targets = {k: v.detach().clone() for k, v in feats.items()}
@@ -273,7 +273,7 @@ def render(
         should_cancel: polled before every iteration; True raises :class:`RenderCancelled`.
         see_top: how many classes to report for the input and the result (0: none).
     """
-    params.validate()
+    params.validate().check_model(model.layer_names, model.labels)
     started = time.perf_counter()
     device = next(model.parameters()).device
     styles = list(styles) if styles else [content]

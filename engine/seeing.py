@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
-from .vgg import MirageVGG
+if TYPE_CHECKING:
+    from .vgg import MirageVGG
 
 
 @dataclass(frozen=True)
@@ -24,7 +26,8 @@ class Seen:
 def imagenet_classes() -> tuple[str, ...]:
     """The 1000 ImageNet class names, from torchvision's weights metadata.
 
-    Both weight files we load (torchvision's and the Caffe-converted one) use this class order.
+    The torchvision and Caffe-converted VGG files all use this class order; a model with its own
+    label file carries those labels instead (:attr:`MirageVGG.labels`).
     """
     from torchvision.models import VGG19_Weights
 
@@ -39,6 +42,6 @@ def top_classes(model: MirageVGG, image: Tensor, k: int = 5) -> list[Seen]:
     device = next(model.parameters()).device
     logits = model(image.to(device, torch.float32)).float()
     probs = torch.softmax(logits[0], dim=0)
-    values, indices = probs.topk(k)
-    names = imagenet_classes()
+    values, indices = probs.topk(min(k, probs.numel()))
+    names = model.labels
     return [Seen(int(i), names[int(i)], float(v)) for v, i in zip(values, indices, strict=True)]

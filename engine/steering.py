@@ -1,22 +1,24 @@
-"""Class steering: pull the result towards ImageNet classes the artist names.
+"""Class steering: pull the result towards classes the artist names.
 
 A steering term is the cross-entropy of fc8's softmax against the named classes (weights normalised
 to sum 1), so it falls as the net grows more certain that it sees them. Names are matched
-forgivingly: exact (any case), then a unique name containing the words; anything else is an error
-that lists the closest names. Groups such as ``@trees`` stand for lists of classes.
+forgivingly against the model's labels (ImageNet's, or a label file's): exact (any case), then a
+unique name containing the words; anything else is an error that lists the closest names. Groups
+such as ``@water`` stand for lists of ImageNet classes; with other labels a group keeps the members
+that the labels have.
 """
 
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
 from .params import ParamError
-from .seeing import imagenet_classes
 
-#: Curated groups, by class name.
+#: Curated groups, by ImageNet class name.
 GROUPS: dict[str, tuple[str, ...]] = {
     "buildings": ("church", "castle", "palace", "monastery", "boathouse", "barn", "greenhouse",
                   "mosque", "library", "cinema", "prison", "planetarium", "dome", "triumphal arch"),
@@ -28,9 +30,8 @@ GROUPS: dict[str, tuple[str, ...]] = {
 }
 
 
-def find_class(name: str) -> int:
-    """Index of one class by name (forgiving) or by number."""
-    names = imagenet_classes()
+def find_class(name: str, names: Sequence[str]) -> int:
+    """Index of one class in ``names`` by name (forgiving) or by number."""
     text = name.strip()
     if text.isdigit():
         index = int(text)
@@ -51,20 +52,43 @@ def find_class(name: str) -> int:
     raise ParamError(f"unknown class {text!r}{hint} (see 'neural-mirage classes')")
 
 
-def resolve(see: dict[str, float]) -> dict[int, float]:
+def group_members(group: str, names: Sequence[str]) -> list[int]:
+    """Indices of a group's classes among ``names``; members they lack are left out."""
+    members = GROUPS.get(group.lower())
+    if members is None:
+        raise ParamError(f"unknown group @{group}; groups: " + ", ".join(f"@{g}" for g in GROUPS))
+    found = []
+    for member in members:
+        try:
+            found.append(find_class(member, names))
+        except ParamError:
+            continue
+    if not found:
+        raise ParamError(f"none of the classes of @{group} is among this model's labels")
+    return found
+
+
+def available_groups(names: Sequence[str]) -> dict[str, list[str]]:
+    """Each group that has members among ``names``, with those members' names."""
+    groups = {}
+    for group in GROUPS:
+        try:
+            groups[group] = [names[i] for i in group_members(group, names)]
+        except ParamError:
+            continue
+    return groups
+
+
+def resolve(see: dict[str, float], names: Sequence[str]) -> dict[int, float]:
     """``{"church": 1, "@water": 0.5, "975": 1}`` -> class index -> weight (summing to 1)."""
     targets: dict[int, float] = {}
     for name, weight in see.items():
         if name.startswith("@"):
-            group = GROUPS.get(name[1:].lower())
-            if group is None:
-                raise ParamError(f"unknown group {name!r}; groups: "
-                                 + ", ".join(f"@{g}" for g in GROUPS))
-            for member in group:
-                index = find_class(member)
-                targets[index] = targets.get(index, 0.0) + weight / len(group)
+            members = group_members(name[1:], names)
+            for index in members:
+                targets[index] = targets.get(index, 0.0) + weight / len(members)
         else:
-            index = find_class(name)
+            index = find_class(name, names)
             targets[index] = targets.get(index, 0.0) + weight
     total = sum(targets.values())
     if total <= 0:
@@ -72,10 +96,11 @@ def resolve(see: dict[str, float]) -> dict[int, float]:
     return {i: w / total for i, w in targets.items()}
 
 
-def steering_target(see: dict[str, float], device: torch.device) -> Tensor:
-    """A (1000,) probability vector over the named classes."""
-    target = torch.zeros(len(imagenet_classes()), device=device)
-    for index, weight in resolve(see).items():
+def steering_target(see: dict[str, float], names: Sequence[str], device: torch.device
+                    ) -> Tensor:
+    """A probability vector over ``names`` that puts the weights on the named classes."""
+    target = torch.zeros(len(names), device=device)
+    for index, weight in resolve(see, names).items():
         target[index] = weight
     return target
 

@@ -1,4 +1,4 @@
-"""VGG19 with neural-style layer names and fully connected layers that accept any image size.
+"""VGG16/VGG19 with neural-style layer names and fully connected layers that accept any image size.
 
 torchvision's VGG puts ``AdaptiveAvgPool2d((7, 7))`` between pool5 and the classifier. We put
 ``AdaptiveMaxPool2d((7, 7))`` there instead (the choice of the original "neural mirage" patch),
@@ -22,17 +22,20 @@ from torch import Tensor, nn
 #: Five 2x2 poolings: a smaller side would leave pool5 empty.
 MIN_SIDE = 32
 
-# Channels per conv block, as in VGG19 (configuration "E").
-_BLOCKS = ((64, 2), (128, 2), (256, 4), (512, 4), (512, 4))
+#: (channels, convs) per conv block: VGG16 is configuration "D", VGG19 configuration "E".
+ARCHITECTURES: dict[str, tuple[tuple[int, int], ...]] = {
+    "vgg16": ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3)),
+    "vgg19": ((64, 2), (128, 2), (256, 4), (512, 4), (512, 4)),
+}
 
 # Indices in torchvision's ``vgg19().features`` / ``classifier`` of the layers with weights.
 _CLASSIFIER_INDEX = {"fc6": 0, "fc7": 3, "fc8": 6}
 
 
-def _layer_plan() -> list[tuple[str, str]]:
+def layer_plan(arch: str = "vgg19") -> tuple[tuple[str, str], ...]:
     """(name, kind) for every layer, in order; kinds: conv, relu, pool, adapt, fc."""
     plan: list[tuple[str, str]] = []
-    for block, (_, convs) in enumerate(_BLOCKS, start=1):
+    for block, (_, convs) in enumerate(ARCHITECTURES[arch], start=1):
         for i in range(1, convs + 1):
             plan += [(f"conv{block}_{i}", "conv"), (f"relu{block}_{i}", "relu")]
         plan.append((f"pool{block}", "pool"))
@@ -40,14 +43,13 @@ def _layer_plan() -> list[tuple[str, str]]:
     for n in (6, 7):
         plan += [(f"fc{n}", "fc"), (f"relu{n}", "relu")]
     plan.append(("fc8", "fc"))
-    return plan
+    return tuple(plan)
 
 
-LAYER_PLAN: tuple[tuple[str, str], ...] = tuple(_layer_plan())
-LAYER_NAMES: tuple[str, ...] = tuple(name for name, _ in LAYER_PLAN)
-LAYER_INDEX: dict[str, int] = {name: i for i, name in enumerate(LAYER_NAMES)}
+#: VGG19's layer names; VGG16 has a subset of them (no conv3_4, conv4_4, conv5_4).
+LAYER_NAMES: tuple[str, ...] = tuple(name for name, _ in layer_plan("vgg19"))
 #: Layers that keep a spatial map (usable for Gram matrices).
-SPATIAL_LAYERS: tuple[str, ...] = LAYER_NAMES[: LAYER_INDEX["adapt"]]
+SPATIAL_LAYERS: tuple[str, ...] = LAYER_NAMES[: LAYER_NAMES.index("adapt")]
 
 
 @dataclass(frozen=True)
@@ -74,27 +76,44 @@ CAFFE_PREPROCESSING = Preprocessing(
 
 
 class MirageVGG(nn.Module):
-    """VGG19 whose named layers can be read at any input size.
+    """VGG16 or VGG19 whose named layers can be read at any input size.
 
     Args:
         preprocessing: how images in [0, 1] RGB are turned into network input.
+        arch: ``"vgg19"`` or ``"vgg16"``.
+        labels: fc8's class names, in order; their number sets fc8's size (ImageNet's 1000
+            when not given, e.g. 365 for a Places365 model).
     """
 
-    def __init__(self, preprocessing: Preprocessing = TORCHVISION_PREPROCESSING) -> None:
+    def __init__(self, preprocessing: Preprocessing = TORCHVISION_PREPROCESSING,
+                 arch: str = "vgg19", labels: tuple[str, ...] | None = None) -> None:
         super().__init__()
+        if arch not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {', '.join(ARCHITECTURES)}, "
+                             f"not {arch!r}")
+        self.arch = arch
+        self.plan = layer_plan(arch)
+        self.layer_names = tuple(name for name, _ in self.plan)
+        self._index = {name: i for i, name in enumerate(self.layer_names)}
+        if labels is None:
+            from .seeing import imagenet_classes
+
+            labels = imagenet_classes()
+        self.labels = tuple(labels)
         self.preprocessing = preprocessing
         self.register_buffer("mean", torch.tensor(preprocessing.mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(preprocessing.std).view(1, 3, 1, 1))
         self.layers = nn.ModuleDict()
         in_ch = 3
-        channels = iter(c for c, n in _BLOCKS for _ in range(n))
-        for name, kind in LAYER_PLAN:
+        channels = iter(c for c, n in ARCHITECTURES[arch] for _ in range(n))
+        sizes = {"fc6": (512 * 7 * 7, 4096), "fc7": (4096, 4096),
+                 "fc8": (4096, len(self.labels))}
+        for name, kind in self.plan:
             if kind == "conv":
                 out_ch = next(channels)
                 self.layers[name] = nn.Conv2d(in_ch, out_ch, 3, padding=1)
                 in_ch = out_ch
             elif kind == "fc":
-                sizes = {"fc6": (512 * 7 * 7, 4096), "fc7": (4096, 4096), "fc8": (4096, 1000)}
                 self.layers[name] = nn.Linear(*sizes[name])
         self._pools = {"max": nn.MaxPool2d(2, 2), "avg": nn.AvgPool2d(2, 2)}
         self._adapt = nn.AdaptiveMaxPool2d((7, 7))
@@ -102,10 +121,12 @@ class MirageVGG(nn.Module):
     # -- weights -----------------------------------------------------------------------------
 
     def load_torchvision_state_dict(self, state: dict[str, Tensor]) -> None:
-        """Load a state dict in torchvision's ``vgg19`` layout (features.N, classifier.N)."""
+        """Load a state dict in torchvision's ``vgg16``/``vgg19`` layout (features.N,
+        classifier.N)."""
         mine: dict[str, Tensor] = {}
-        conv_names = [n for n, k in LAYER_PLAN if k == "conv"]
-        conv_indices = [i for i, m in enumerate(_torchvision_feature_kinds()) if m == "conv"]
+        conv_names = [n for n, k in self.plan if k == "conv"]
+        conv_indices = [i for i, m in enumerate(torchvision_feature_kinds(self.arch))
+                        if m == "conv"]
         for name, index in zip(conv_names, conv_indices, strict=True):
             for p in ("weight", "bias"):
                 mine[f"layers.{name}.{p}"] = state[f"features.{index}.{p}"]
@@ -131,19 +152,20 @@ class MirageVGG(nn.Module):
         trained) or ``"avg"`` for pool1..pool5; the adaptive pooling before fc6 is always max.
         """
         wanted = set(wanted)
-        unknown = wanted - set(LAYER_NAMES)
+        unknown = wanted - set(self.layer_names)
         if unknown:
-            raise ValueError(f"unknown layer(s): {', '.join(sorted(unknown))}")
+            raise ValueError(f"{self.arch.upper()} has no layer(s) "
+                             f"{', '.join(sorted(unknown))}")
         if not wanted:
             return {}
         if min(image.shape[-2:]) < MIN_SIDE:
-            raise ValueError(f"image too small for VGG19: each side needs at least {MIN_SIDE} px")
-        last = max(LAYER_INDEX[n] for n in wanted)
+            raise ValueError(f"image too small for VGG: each side needs at least {MIN_SIDE} px")
+        last = max(self._index[n] for n in wanted)
         # channels_last is oneDNN's native layout: no reorder before and after every conv.
         x = self.prepare(image).contiguous(memory_format=torch.channels_last)
         out: dict[str, Tensor] = {}
         previous = ""
-        for name, kind in LAYER_PLAN[: last + 1]:
+        for name, kind in self.plan[: last + 1]:
             if kind in ("conv", "fc"):
                 x = self.layers[name](x)
             elif kind == "relu":
@@ -162,21 +184,21 @@ class MirageVGG(nn.Module):
         return self.features(image, ["fc8"])["fc8"]
 
 
-def _torchvision_feature_kinds() -> list[str]:
-    """Kinds of the modules in torchvision's ``vgg19().features``, by index."""
+def torchvision_feature_kinds(arch: str) -> list[str]:
+    """Kinds of the modules in torchvision's ``vgg16().features`` / ``vgg19().features``."""
     kinds: list[str] = []
-    for _, convs in _BLOCKS:
+    for _, convs in ARCHITECTURES[arch]:
         kinds += ["conv", "relu"] * convs + ["pool"]
     return kinds
 
 
-def random_state_dict(seed: int = 0) -> dict[str, Tensor]:
+def random_state_dict(seed: int = 0, arch: str = "vgg19") -> dict[str, Tensor]:
     """Seeded random weights with torchvision's own initialisation (NOT pretrained).
 
     Used by tests and smoke runs; everything that shows such a model labels it as random.
     """
-    from torchvision.models import vgg19
+    from torchvision.models import vgg16, vgg19
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return vgg19(weights=None).state_dict()
+        return {"vgg16": vgg16, "vgg19": vgg19}[arch](weights=None).state_dict()

@@ -86,7 +86,7 @@ def add_render_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--early-stop", type=float, default=d.early_stop,
                    help="stop a scale when the loss improves less than this fraction (0: never)")
     g.add_argument("--see", type=parse_layers, default=d.see, metavar="CLASS[:W],...",
-                   help="steer towards ImageNet classes or @groups, e.g. 'church, lakeside:0.5' "
+                   help="steer towards classes or @groups, e.g. 'church, lakeside:0.5' "
                         "(list them with 'neural-mirage classes')")
     g.add_argument("--see-weight", type=float, default=d.see_weight)
 
@@ -107,15 +107,34 @@ def params_from_args(args: argparse.Namespace) -> Any:
     ).validate()
 
 
-def add_weights_options(parser: argparse.ArgumentParser) -> None:
+def add_weights_options(parser: argparse.ArgumentParser, device: bool = True) -> None:
+    """The options that make a :class:`ModelSpec`; shared by every command that loads a model."""
     g = parser.add_argument_group("model")
-    g.add_argument("--weights", choices=("torchvision", "caffe", "random"), default="torchvision",
-                   help="torchvision (default), caffe (neural-style's file) or random "
-                        "(untrained, for smoke runs)")
+    g.add_argument("--weights", choices=("torchvision", "caffe", "file", "random"),
+                   default="torchvision",
+                   help="torchvision (default), caffe (neural-style's file), file (your own "
+                        "VGG16/19 file, e.g. Places365) or random (untrained, for smoke runs)")
+    g.add_argument("--arch", choices=("vgg19", "vgg16"), default="vgg19",
+                   help="network for torchvision, caffe and random (a file says its own)")
     g.add_argument("--weights-path", metavar="FILE", help="weights file (default: torch's cache)")
+    g.add_argument("--labels", metavar="FILE",
+                   help="class names for the file's fc8, one per line (Places365's "
+                        "categories_places365.txt works as it is)")
+    g.add_argument("--preprocessing", choices=("torchvision", "caffe"),
+                   help="input scaling the weights were trained with (default: as the "
+                        "weights choice implies; torchvision for a file)")
     g.add_argument("--no-verify-weights", action="store_true",
                    help="skip the sha256 check (for neural-style-pt's remapped caffe file)")
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    if device:
+        g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+
+
+def model_spec(args: argparse.Namespace) -> Any:
+    from .install.weights import ModelSpec
+
+    return ModelSpec(weights=args.weights, arch=args.arch, path=args.weights_path,
+                     labels=args.labels, preprocessing=args.preprocessing,
+                     verify=not args.no_verify_weights)
 
 
 def cmd_render(args: argparse.Namespace) -> int:
@@ -140,8 +159,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     init_image = to_tensor(read_image(args.init_image)) if args.init_image else None
     device = pick_device(args.device)
     keep_freed_memory()
-    model, info = load_model(args.weights, args.weights_path, device,
-                             verify=not args.no_verify_weights)
+    model, info = load_model(model_spec(args), device)
     if not info.pretrained:
         print(f"Using {info.label}: the result shows the method, not a real mirage.",
               file=sys.stderr)
@@ -172,15 +190,17 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_classes(args: argparse.Namespace) -> int:
-    """List ImageNet classes (optionally those containing SEARCH) and the steering groups."""
+    """List the classes (optionally those containing SEARCH) and the steering groups."""
     from .engine.seeing import imagenet_classes
-    from .engine.steering import GROUPS
+    from .engine.steering import available_groups
+    from .install.weights import read_labels
 
+    names = read_labels(args.labels) if args.labels else imagenet_classes()
     search = (args.search or "").lower()
-    for index, name in enumerate(imagenet_classes()):
+    for index, name in enumerate(names):
         if search in name.lower():
             print(f"{index:4d}  {name}")
-    for group, members in GROUPS.items():
+    for group, members in available_groups(names).items():
         if search in group or any(search in m.lower() for m in members):
             print(f"@{group}: {', '.join(members)}")
     return 0
@@ -189,8 +209,8 @@ def cmd_classes(args: argparse.Namespace) -> int:
 def cmd_fetch_weights(args: argparse.Namespace) -> int:
     from .install.weights import fetch_weights
 
-    path = fetch_weights(args.which, Path(args.dest) if args.dest else None)
-    print(f"{args.which} weights verified at {path}")
+    path = fetch_weights(args.which, Path(args.dest) if args.dest else None, args.arch)
+    print(f"{args.which} {args.arch} weights verified at {path}")
     return 0
 
 
@@ -205,8 +225,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         config.endpoint = args.bind
     log_file = Path(args.log_file) if args.log_file else default_cache_dir() / "daemon.log"
     configure_logging(log_file, args.verbose)
-    run_daemon(config, args.weights, args.weights_path, args.devices.split(","),
-               verify=not args.no_verify_weights)
+    run_daemon(config, model_spec(args), args.devices.split(","))
     return 0
 
 
@@ -313,9 +332,7 @@ def cmd_service(args: argparse.Namespace) -> int:
     from .install import service
 
     if args.action == "install":
-        daemon_args = ["--weights", args.weights, "--devices", args.devices]
-        if args.weights_path:
-            daemon_args += ["--weights-path", str(Path(args.weights_path).resolve())]
+        daemon_args = [*model_spec(args).daemon_args(), "--devices", args.devices]
         if args.bind:
             daemon_args += ["--bind", args.bind]
         path = service.install(daemon_args)
@@ -331,9 +348,7 @@ def cmd_service(args: argparse.Namespace) -> int:
 def cmd_install_plugin(args: argparse.Namespace) -> int:
     from .install import plugins
 
-    daemon_args = ["--weights", args.weights]
-    if args.weights_path:
-        daemon_args += ["--weights-path", str(Path(args.weights_path).resolve())]
+    daemon_args = model_spec(args).daemon_args()
     dest = Path(args.dest) if args.dest else None
     if args.editor == "krita":
         path = plugins.install_krita(dest, daemon_args)
@@ -394,8 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("service", help="manage the daemon as a systemd --user service")
     p.add_argument("action", choices=("install", "start", "stop", "status", "enable", "disable"))
-    p.add_argument("--weights", choices=("torchvision", "caffe", "random"), default="torchvision")
-    p.add_argument("--weights-path", metavar="FILE")
+    add_weights_options(p, device=False)
     p.add_argument("--devices", default="auto")
     p.add_argument("--bind", metavar="ENDPOINT")
     p.set_defaults(func=cmd_service)
@@ -431,17 +445,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("editor", choices=("krita", "gimp"))
     p.add_argument("--dest", metavar="DIR", help="Krita resource folder or GIMP plug-ins folder "
                    "(default: the editor's own, for this user)")
-    p.add_argument("--weights", choices=("torchvision", "caffe", "random"), default="torchvision",
-                   help="weights for a daemon that the plug-in starts")
-    p.add_argument("--weights-path", metavar="FILE")
+    add_weights_options(p, device=False)  # for a daemon that the plug-in starts
     p.set_defaults(func=cmd_install_plugin)
 
-    p = commands.add_parser("classes", help="list ImageNet classes and groups for --see")
+    p = commands.add_parser("classes", help="list the classes and groups for --see")
     p.add_argument("search", nargs="?", help="only names containing this")
+    p.add_argument("--labels", metavar="FILE", help="a model's label file (default: ImageNet)")
     p.set_defaults(func=cmd_classes)
 
-    p = commands.add_parser("fetch-weights", help="download and verify VGG19 weights")
+    p = commands.add_parser("fetch-weights", help="download and verify VGG weights")
     p.add_argument("which", nargs="?", choices=("torchvision", "caffe"), default="torchvision")
+    p.add_argument("--arch", choices=("vgg19", "vgg16"), default="vgg19")
     p.add_argument("--dest", metavar="FILE", help="where to put the file (default: torch's cache)")
     p.set_defaults(func=cmd_fetch_weights)
     return parser

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from neural_mirage.install.weights import load_model
+from neural_mirage.install.weights import ModelSpec, load_model
 
 torch.set_num_threads(2)
 
 
 @pytest.fixture(scope="session")
 def model():
-    net, info = load_model("random", seed=0)
+    net, info = load_model(ModelSpec("random", seed=0))
     assert not info.pretrained
     return net
 

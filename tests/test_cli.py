@@ -106,14 +106,19 @@ def test_service_install_writes_a_unit_for_this_python(tmp_path):
     unit = (tmp_path / "systemd" / "user" / "neural-mirage.service").read_text()
     exec_line = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
     assert exec_line == (f"ExecStart={sys.executable} -m neural_mirage.cli daemon "
-                         "--weights random --devices cpu")
+                         "--weights random --arch vgg19 --devices cpu")
     assert "[Install]" in unit and "WantedBy=default.target" in unit
 
 
-def test_classes_lists_matches_and_groups():
+def test_classes_lists_matches_and_groups(tmp_path):
     r = run("classes", "church")
     assert r.returncode == 0
     assert " 497  church" in r.stdout and "@buildings:" in r.stdout
+    labels = tmp_path / "categories_places365.txt"
+    labels.write_text("/a/airfield 0\n/c/castle 1\n/c/church/outdoor 2\n")
+    r = run("classes", "--labels", labels)
+    assert r.stdout.splitlines() == ["   0  airfield", "   1  castle", "   2  church/outdoor",
+                                     "@buildings: church/outdoor, castle"]
 
 
 def test_render_with_steering_and_an_unknown_class(tmp_path, photo):

@@ -364,3 +364,36 @@ def test_cli_submit_status_and_fetch(daemon, tmp_path):
     r = subprocess.run([*cli, "status", "--endpoint", daemon.endpoint], env=daemon.env,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "0 finished result(s) waiting" in r.stdout, r.stdout
+
+
+def test_classes_and_welcome_describe_the_model(client):
+    welcome = client.hello()
+    assert welcome["model"]["arch"] == "vgg19" and welcome["model"]["classes"] == 1000
+    reply = client.classes()
+    assert len(reply["classes"]) == 1000 and reply["classes"][497] == "church"
+    assert "church" in reply["groups"]["buildings"]
+
+
+def test_daemon_serves_a_user_vgg16_with_its_own_labels(tmp_path):
+    from .weights_files import places_like_files
+
+    path, labels = places_like_files(tmp_path)
+    d = start_daemon(None, None, "--weights", "file", "--weights-path", str(path),
+                     "--labels", str(labels), "--preprocessing", "caffe")
+    try:
+        with d.client() as c:
+            assert c.hello()["model"]["arch"] == "vgg16"
+            reply = c.classes()
+            assert len(reply["classes"]) == 365 and reply["classes"][1] == "church/outdoor"
+            assert "animals" not in reply["groups"]
+            raw, meta = bgra(40, 32)
+            result = c.render(raw, meta, {**TINY, "see": {"church": 1.0}})
+            assert result.header["seen_result"][0]["name"] in reply["classes"]
+            c.ack(result.job)
+            for params, words in (({"see": {"tabby": 1.0}}, "unknown class 'tabby'"),
+                                  ({"style_layers": {"relu5_4": 1.0}}, "not in this model")):
+                with pytest.raises(DaemonError, match=words) as info:
+                    c.submit(raw, meta, {**TINY, **params})
+                assert info.value.code == P.E_BAD_PARAMS
+    finally:
+        d.stop()

@@ -7,13 +7,14 @@ import itertools
 import numpy as np
 import pytest
 import torch
-from torchvision.models import vgg19
+from torchvision.models import vgg16, vgg19
 
 from neural_mirage.engine import (
     LAYER_NAMES,
     ParamError,
     RenderCancelled,
     RenderParams,
+    imagenet_classes,
     plan_scales,
     random_state_dict,
     render,
@@ -21,6 +22,7 @@ from neural_mirage.engine import (
 )
 from neural_mirage.engine.losses import feature_loss, gram, tv_loss
 from neural_mirage.engine.render import keep_colors
+from neural_mirage.install.weights import ModelSpec, load_model
 
 FAST = dict(size=64, iterations=6, scales=1, early_stop=0.0)
 
@@ -44,6 +46,24 @@ def test_fc8_equals_torchvision_logits_at_224(model):
         ours = model(image)
         theirs = reference(model.prepare(image))
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
+
+
+def test_vgg16_matches_torchvision_and_rejects_vgg19_only_layers(photo):
+    model16, info = load_model(ModelSpec(weights="random", arch="vgg16", seed=1))
+    assert info.arch == "vgg16" and "conv5_4" not in model16.layer_names
+    reference = vgg16(weights=None)
+    reference.load_state_dict(random_state_dict(1, "vgg16"))
+    reference.eval()
+    image = torch.rand(1, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(model16(image), reference(model16.prepare(image)),
+                                   rtol=1e-4, atol=1e-4)
+        assert model16.features(torch.rand(1, 3, 90, 70), ["fc7"])["fc7"].shape == (1, 4096)
+    result = render(model16, photo, RenderParams(content_layers={"fc7": 1, "relu4_2": 0.2},
+                                                 **FAST), see_top=2)
+    assert result.image.shape == (3, 48, 64) and len(result.seen_result) == 2
+    with pytest.raises(ParamError, match="'relu5_4' is not in this model"):
+        render(model16, photo, RenderParams(style_layers={"relu5_4": 1.0}, **FAST))
 
 
 def test_two_forward_passes_agree(model):
@@ -73,7 +93,7 @@ def test_reading_a_pre_relu_layer_keeps_its_value(model):
 
 
 def test_unknown_layer_is_rejected(model):
-    with pytest.raises(ValueError, match="unknown layer"):
+    with pytest.raises(ValueError, match="VGG19 has no layer"):
         model.features(torch.rand(1, 3, 64, 64), ["fc9"])
 
 
@@ -228,28 +248,43 @@ def test_params_from_dict_rejects_unknown_and_wrong_types():
     assert "fc8" in LAYER_NAMES
 
 
-def test_class_names_match_forgivingly_and_errors_list_close_names():
+def test_class_names_match_forgivingly_and_errors_list_close_names(model):
     from neural_mirage.engine.steering import GROUPS, find_class, resolve
 
-    assert find_class("Church") == find_class("church") == find_class("497")
-    assert resolve({"church": 1.0, "lakeside": 0.5}) == pytest.approx(
-        {find_class("church"): 2 / 3, find_class("lakeside"): 1 / 3})
+    names = imagenet_classes()
+    assert find_class("Church", names) == find_class("church", names) == find_class("497", names)
+    assert resolve({"church": 1.0, "lakeside": 0.5}, names) == pytest.approx(
+        {find_class("church", names): 2 / 3, find_class("lakeside", names): 1 / 3})
     for group in GROUPS:
-        assert resolve({f"@{group}": 1.0})
+        assert len(resolve({f"@{group}": 1.0}, names)) == len(GROUPS[group])
     with pytest.raises(ParamError, match="closest: church"):
-        find_class("churh")
+        find_class("churh", names)
     with pytest.raises(ParamError, match="ambiguous"):
-        find_class("dog")
+        find_class("dog", names)
     with pytest.raises(ParamError, match="unknown group"):
-        resolve({"@clouds": 1.0})
+        resolve({"@clouds": 1.0}, names)
     with pytest.raises(ParamError, match="unknown class"):
-        RenderParams(see={"zzzz": 1.0}).validate()
+        RenderParams(see={"zzzz": 1.0}).check_model(model.layer_names, model.labels)
+
+
+def test_groups_keep_the_members_another_label_set_has():
+    from neural_mirage.engine.steering import available_groups, resolve
+
+    places = ("church/outdoor", "lake/natural", "valley", "castle", "barn", "cliff")
+    groups = available_groups(places)
+    assert groups["buildings"] == ["church/outdoor", "castle", "barn"]  # "church" matches
+    assert groups["landscape"] == ["valley", "cliff"]
+    assert "animals" not in groups
+    assert resolve({"@buildings": 1.0, "church/outdoor": 1.0}, places) == pytest.approx(
+        {0: 2 / 3, 3: 1 / 6, 4: 1 / 6})
+    with pytest.raises(ParamError, match="none of the classes of @animals"):
+        resolve({"@animals": 1.0}, places)
 
 
 def test_steering_raises_the_targeted_class(model, photo):
     from neural_mirage.engine.steering import find_class
 
-    target = find_class("church")
+    target = find_class("church", model.labels)
     base = dict(FAST, iterations=15)
     steered_losses = []
     plain = render(model, photo, RenderParams(**base), see_top=0)

@@ -5,8 +5,8 @@ uses the vendored client directly. Krita's Windows and AppImage builds have neit
 starts a **bridge**: ``python -m neural_mirage.daemon.bridge`` run with neural-mirage's own Python
 (recorded at install time in ``mirage_config.json``). The bridge speaks the daemon protocol and
 relays it over its stdin/stdout as JSON headers plus raw frames, which needs only the standard
-library here. Both give the same small interface: ``hello``, ``submit``, ``watch``, ``ack``,
-``close``.
+library here. Both give the same small interface: ``hello``, ``classes``, ``submit``, ``watch``,
+``ack``, ``close``.
 
 Standard library only (pyzmq is imported only when present).
 """
@@ -180,6 +180,9 @@ class BridgeSession:
 
     def ack(self, job: str) -> None:
         self._call({"op": "ack", "job": job})
+
+    def classes(self) -> dict[str, Any]:
+        return self._call({"op": "classes"})[0]
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
