@@ -3,7 +3,7 @@
 # Debian 13 chroot. Idempotent: installs only what is missing. Needs root (CI runs as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-packages=(krita python3-pyqt5 python3-sip python3-zmq python3-msgpack xvfb xauth debootstrap)
+packages=(krita python3-pyqt5 python3-sip python3-zmq python3-msgpack xvfb xauth xdotool debootstrap)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

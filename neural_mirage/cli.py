@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -29,17 +29,18 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
-def parse_layers(text: str) -> dict[str, float]:
-    """``"fc7,relu4_2:0.2"`` -> ``{"fc7": 1.0, "relu4_2": 0.2}``; an empty string -> {}."""
-    layers: dict[str, float] = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        name, _, weight = item.partition(":")
+def weighted_list(what: str) -> Callable[[str], dict[str, float]]:
+    """An argparse type for ``name[:weight],...`` (layers or classes), parsed as the plug-ins do:
+    ``"fc7,relu4_2:0.2"`` -> ``{"fc7": 1.0, "relu4_2": 0.2}``."""
+    from .plugins.shared.presets import parse_weighted
+
+    def parse(text: str) -> dict[str, float]:
         try:
-            layers[name.strip()] = float(weight) if weight else 1.0
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"layer weight {weight!r} of {name!r} is not a number") from None
-    return layers
+            return parse_weighted(text, what)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
 
 
 def parse_floats(text: str) -> list[float]:
@@ -57,9 +58,9 @@ def add_render_options(parser: argparse.ArgumentParser) -> None:
     d = RenderParams()
     g = parser.add_argument_group("render options")
     g.add_argument("--size", type=int, default=d.size, help="longest side of the result (px)")
-    g.add_argument("--content-layers", type=parse_layers, default=d.content_layers,
+    g.add_argument("--content-layers", type=weighted_list("layer"), default=d.content_layers,
                    metavar="LAYER[:W],...", help="content layers, e.g. fc7 or fc7,relu4_2:0.2")
-    g.add_argument("--style-layers", type=parse_layers, default=d.style_layers,
+    g.add_argument("--style-layers", type=weighted_list("layer"), default=d.style_layers,
                    metavar="LAYER[:W],...", help="style (Gram) layers")
     g.add_argument("--content-weight", type=float, default=d.content_weight)
     g.add_argument("--style-weight", type=float, default=d.style_weight)
@@ -85,7 +86,7 @@ def add_render_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--original-colors", action="store_true")
     g.add_argument("--early-stop", type=float, default=d.early_stop,
                    help="stop a scale when the loss improves less than this fraction (0: never)")
-    g.add_argument("--see", type=parse_layers, default=d.see, metavar="CLASS[:W],...",
+    g.add_argument("--see", type=weighted_list("class"), default=d.see, metavar="CLASS[:W],...",
                    help="steer towards classes or @groups, e.g. 'church, lakeside:0.5' "
                         "(list them with 'neural-mirage classes')")
     g.add_argument("--see-weight", type=float, default=d.see_weight)

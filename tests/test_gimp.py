@@ -27,9 +27,12 @@ ROOT = Path(os.environ.get("NEURAL_MIRAGE_GIMP_CHROOT", "/opt/neural-mirage-gimp
 pytestmark = pytest.mark.skipif(not (ROOT / "usr/bin/gimp-console-3.0").exists(),
                                 reason="the GIMP 3 chroot is built by install/gimp3-chroot.sh")
 W, H = 96, 64
-SETTINGS = {"preset": "Mirage (fc7)", "iterations": 10, "seed": 5}
-PDB_SETTINGS = {"preset": "Mirage (fc7)", "iterations": 10, "seed": 5}
+SETTINGS = {"preset": "Mirage (fc7)", "iterations": 10, "seed": 5, "see": "church",
+            "see_weight": 2.0}
+PDB_SETTINGS = {"preset": "Mirage (fc7)", "iterations": 10, "seed": 5, "see": "church",
+                "see-weight": 2.0}
 DRIVER = Path(__file__).parent / "hosts" / "gimp_driver.py"
+PICKER = Path(__file__).parent / "hosts" / "gimp_picker.py"
 ARTIFACTS = Path(os.environ.get("NEURAL_MIRAGE_ARTIFACTS", "/tmp/neural-mirage-artifacts"))
 
 
@@ -53,9 +56,10 @@ def daemon():
     d.stop()
 
 
-def run_gimp(mode: str, endpoint: str | None) -> dict:
+def chroot_work(endpoint: str | None) -> tuple[Path, Path]:
+    """A folder inside the chroot (and its path as seen there) with the plug-in installed and,
+    when ``endpoint`` is given, a connection file that points at the daemon."""
     work = Path(tempfile.mkdtemp(prefix="nm-gimp-", dir=ROOT / "tmp"))
-    inside = Path("/tmp") / work.name
     cfg = work / "cfg"
     r = subprocess.run([sys.executable, "-m", "neural_mirage.cli", "install-plugin", "gimp",
                         "--weights", "random"], env={**os.environ, "GIMP3_DIRECTORY": str(cfg)},
@@ -65,6 +69,11 @@ def run_gimp(mode: str, endpoint: str | None) -> dict:
     if endpoint is not None:
         (work / "run" / "daemon.json").write_text(json.dumps(
             {"endpoint": endpoint, "protocol": 1, "version": "test", "pid": 0}))
+    return work, Path("/tmp") / work.name
+
+
+def run_gimp(mode: str, endpoint: str | None) -> dict:
+    work, inside = chroot_work(endpoint)
     shutil.copy2(DRIVER, work / "driver.py")
     env = {"HOME": str(inside), "GIMP3_DIRECTORY": str(inside / "cfg"),
            "NEURAL_MIRAGE_RUNTIME_DIR": str(inside / "run"),
@@ -122,3 +131,41 @@ def test_no_daemon_is_an_execution_error_with_the_reason():
     assert res["whole_status"] == "execution-error"
     assert "Could not reach or start the neural-mirage render daemon" in res["whole_error"]
     assert res["layers"] == ["base"] and res["base_unchanged"]
+
+
+@pytest.mark.skipif(shutil.which("Xvfb") is None or shutil.which("xdotool") is None,
+                    reason="Xvfb and xdotool are installed by install/test-hosts.sh")
+def test_class_picker_offers_and_inserts_classes_in_gimps_gtk(daemon):
+    """The dialog's "Make it see" entry, built by the plug-in on GIMP's own GTK 3 (batch GIMP
+    has no display, so the entry is shown in a window of its own on Xvfb)."""
+    work, inside = chroot_work(daemon.endpoint)
+    shutil.copy2(PICKER, work / "picker.py")
+    xvfb = subprocess.Popen(["Xvfb", "-displayfd", "1", "-screen", "0", "640x360x24",
+                             "-listen", "tcp"], stdout=subprocess.PIPE, text=True)
+    try:
+        display = xvfb.stdout.readline().strip()
+        env = {"HOME": str(inside), "DISPLAY": f"127.0.0.1:{display}", "PATH": "/usr/bin:/bin",
+               "NEURAL_MIRAGE_RUNTIME_DIR": str(inside / "run")}
+        plugin_dir = inside / "cfg" / "plug-ins" / "neural-mirage"
+        picker = subprocess.Popen(
+            ["chroot", str(ROOT), "env", "-i", *(f"{k}={v}" for k, v in env.items()),
+             "python3", str(inside / "picker.py"), str(plugin_dir), "lakes",
+             str(inside / "picker.json"), str(inside / "picker.png")],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        keys = {**os.environ, "DISPLAY": f":{display}"}
+        for line, command in (("READY", ["type", "--delay", "80", "lakes"]),
+                              ("SHOWN", ["key", "--delay", "200", "Down", "Return"])):
+            assert picker.stdout.readline().strip() == line, picker.stderr.read()[-3000:]
+            subprocess.run(["xdotool", *command], env=keys, check=True, timeout=30)
+        _, errors = picker.communicate(timeout=60)
+    finally:
+        xvfb.terminate()
+        xvfb.wait(10)
+    assert picker.returncode == 0, errors[-3000:]
+    res = json.loads((work / "picker.json").read_text())
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(work / "picker.png", ARTIFACTS / "gimp-class-picker.png")
+    shutil.rmtree(work, ignore_errors=True)
+    assert res["error"] == "" and res["count"] == 1000
+    assert res["offers"] == ["lakeside"]
+    assert res["text"] == "church, lakeside, "

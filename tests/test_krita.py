@@ -21,7 +21,8 @@ pytestmark = pytest.mark.skipif(shutil.which("krita") is None or shutil.which("X
 
 HOSTS = Path(__file__).parent / "hosts"
 W, H = 96, 64
-SETTINGS = {"preset": "Mirage (fc7)", "iterations": 12, "seed": 3}
+SETTINGS = {"preset": "Mirage (fc7)", "iterations": 12, "seed": 3, "see": "church, ",
+            "see_weight": 2.0}
 ARTIFACTS = Path(os.environ.get("NEURAL_MIRAGE_ARTIFACTS", "/tmp/neural-mirage-artifacts"))
 
 
@@ -84,9 +85,12 @@ def test_plugin_renders_whole_layer_and_selection_in_krita(daemon, bridge):
     env = {**daemon.env, "NEURAL_MIRAGE_BRIDGE": "1" if bridge else "0"}
     screenshot = ARTIFACTS / f"krita-{'bridge' if bridge else 'pyzmq'}.png"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    res = run_krita(home, env, {"mode": "render", "settings": SETTINGS,
+    res = run_krita(home, env, {"mode": "render", "settings": SETTINGS, "see_typed": "chur",
                                 "screenshot": str(screenshot)})
     assert res["action"], "the Neural Mirage action is not registered"
+    assert res["classes_error"] == ""
+    assert res["picker_popup_visible"] and res["picker_matches"][0] == "church"
+    assert res["picker_text"] == SETTINGS["see"]  # picked from the list with the keyboard
     assert res["dialog_status"].startswith("Done"), res["dialog_status"]
     assert res["whole_name"] == Settings(**SETTINGS).layer_name()
     assert res["layers_after_whole"] == ["Background", res["whole_name"]]

@@ -8,7 +8,10 @@ from neural_mirage.engine import RenderParams
 from neural_mirage.plugins.shared.presets import (
     PRESET_NAMES,
     Settings,
+    class_matches,
+    last_item,
     load_settings,
+    replace_last_item,
     save_settings,
 )
 
@@ -38,3 +41,25 @@ def test_last_values_are_remembered(tmp_path, monkeypatch):
     assert (again.preset, again.iterations, again.seed) == ("Dream (fc8)", 42, 9)
     (tmp_path / "neural-mirage" / "krita-last.json").write_text("{broken")
     assert load_settings("krita") == Settings()
+
+
+def test_see_goes_into_the_parameters_and_the_layer_name():
+    settings = Settings(see="church, lakeside:0.5, ", see_weight=2.0)
+    params = settings.params(64, 48)
+    assert params["see"] == {"church": 1.0, "lakeside": 0.5} and params["see_weight"] == 2.0
+    RenderParams.from_dict(params)
+    assert settings.layer_name().endswith("sees church + lakeside)")
+    assert Settings().params(64, 48)["see"] == {}
+    with pytest.raises(ValueError, match="class weight 'x'"):
+        Settings(see="church:x").params(64, 48)
+
+
+def test_class_picker_offers_prefix_matches_first_and_completes_the_last_item():
+    classes = ["Lakeland terrier", "lakeside", "church", "flakes"]
+    groups = {"water": ["lakeside"], "buildings": ["church"]}
+    assert class_matches(" lake", classes, groups) == ["Lakeland terrier", "lakeside", "flakes"]
+    assert class_matches("@wat", classes, groups) == ["@water"]
+    assert class_matches("", classes, groups) == []
+    assert last_item("church, lak") == " lak"
+    assert replace_last_item("church, lak", "lakeside") == "church, lakeside, "
+    assert replace_last_item("chu", "church") == "church, "

@@ -94,6 +94,34 @@ def open_session(timeout: float = 10.0, on_spawn: Callable[[], None] | None = No
         raise friendly(exc) from exc
 
 
+class ClassList:
+    """The served model's class names and groups, fetched in the background for a class picker.
+
+    Fetching starts the daemon when none runs, so opening a dialog also warms the daemon up for
+    the render; the dialog stays responsive meanwhile and polls :attr:`ready`.
+    """
+
+    def __init__(self) -> None:
+        self.classes: list[str] = []
+        self.groups: dict[str, list[str]] = {}
+        self.error: MirageError | None = None
+        self.ready = False
+        threading.Thread(target=self._fetch, daemon=True).start()
+
+    def _fetch(self) -> None:
+        try:
+            session = open_session()
+            try:
+                reply = session.classes()
+            finally:
+                session.close()
+            self.groups = dict(reply.get("groups", {}))
+            self.classes = list(reply["classes"])
+        except Exception as exc:
+            self.error = friendly(exc)
+        self.ready = True
+
+
 class BridgeSession:
     """The client interface, relayed by a bridge process that has pyzmq."""
 

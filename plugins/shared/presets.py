@@ -38,6 +38,9 @@ class Settings:
     iterations: int = 300
     seed: int = 0
     original_colors: bool = False
+    see: str = ""
+    """Classes to steer towards, as ``class[:weight],...`` (names, indices or @groups)."""
+    see_weight: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
     """Further render parameters by protocol name, for scripts."""
 
@@ -47,14 +50,7 @@ class Settings:
         if self.preset != CUSTOM:
             raise ValueError(f"unknown preset {self.preset!r}; choose one of "
                              f"{', '.join(PRESET_NAMES)}")
-        layers = {}
-        for item in filter(None, (p.strip() for p in self.custom_layers.split(","))):
-            name, _, weight = item.partition(":")
-            try:
-                layers[name.strip()] = float(weight) if weight else 1.0
-            except ValueError:
-                raise ValueError(f"layer weight {weight!r} of {name!r} is not a number") from None
-        return layers
+        return parse_weighted(self.custom_layers, "layer")
 
     def params(self, width: int, height: int) -> dict[str, Any]:
         """Protocol render parameters for an image of ``width`` x ``height``."""
@@ -63,13 +59,52 @@ class Settings:
                 "style_weight": float(self.style_weight), "tv_weight": float(self.tv_weight),
                 "size": int(self.size) or max(width, height),
                 "iterations": int(self.iterations), "seed": int(self.seed),
-                "original_colors": bool(self.original_colors), **self.extra}
+                "original_colors": bool(self.original_colors),
+                "see": parse_weighted(self.see, "class"), "see_weight": float(self.see_weight),
+                **self.extra}
 
     def layer_name(self) -> str:
         """A new layer's name that says how it was made."""
         layers = "+".join(self.content_layers())
+        seeing = ", sees " + " + ".join(parse_weighted(self.see, "class")) if self.see else ""
         return (f"Neural Mirage ({layers}, content {self.content_weight:g}, "
-                f"style {self.style_weight:g}, seed {self.seed})")
+                f"style {self.style_weight:g}, seed {self.seed}{seeing})")
+
+
+def parse_weighted(text: str, what: str) -> dict[str, float]:
+    """``"fc7, relu4_2:0.2"`` -> ``{"fc7": 1.0, "relu4_2": 0.2}`` (layers or classes)."""
+    items: dict[str, float] = {}
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        name, _, weight = item.partition(":")
+        try:
+            items[name.strip()] = float(weight) if weight else 1.0
+        except ValueError:
+            raise ValueError(f"{what} weight {weight!r} of {name!r} is not a number") from None
+    return items
+
+
+def class_matches(query: str, classes: list[str], groups: dict[str, list[str]],
+                  limit: int = 40) -> list[str]:
+    """What a class picker offers for ``query``: groups (``@name``) and class names that contain
+    it, those that start with it first."""
+    query = query.strip().lower()
+    if not query:
+        return []
+    names = [f"@{g}" for g in groups] + list(classes)
+    found = [n for n in names if query in n.lower()]
+    found.sort(key=lambda n: not n.lower().lstrip("@").startswith(query.lstrip("@")))
+    return found[:limit]
+
+
+def last_item(text: str) -> str:
+    """The item being typed in a comma list (what the picker completes)."""
+    return text.rsplit(",", 1)[-1]
+
+
+def replace_last_item(text: str, choice: str) -> str:
+    """``"church, lakes"`` + ``"lakeside"`` -> ``"church, lakeside, "``."""
+    head = text.rsplit(",", 1)[0] + ", " if "," in text else ""
+    return f"{head}{choice}, "
 
 
 def settings_file(editor: str) -> Path:

@@ -17,12 +17,15 @@ import gi
 
 gi.require_version("Gimp", "3.0")
 gi.require_version("Gegl", "0.4")
-from _mirage.connection import MirageError, friendly, open_session  # noqa: E402
+from _mirage.connection import ClassList, MirageError, friendly, open_session  # noqa: E402
 from _mirage.presets import (  # noqa: E402
     CUSTOM,
     PRESET_NAMES,
     Settings,
+    class_matches,
+    last_item,
     load_settings,
+    replace_last_item,
     save_settings,
 )
 from gi.repository import Gegl, Gimp, GLib, GObject  # noqa: E402
@@ -48,7 +51,9 @@ def settings_from(config: Any) -> Settings:
                     size=config.get_property("size"),
                     iterations=config.get_property("iterations"),
                     seed=config.get_property("seed"),
-                    original_colors=config.get_property("original-colors"))
+                    original_colors=config.get_property("original-colors"),
+                    see=config.get_property("see"),
+                    see_weight=config.get_property("see-weight"))
 
 
 def render(image: Any, drawable: Any, settings: Settings, progress: Any) -> Any:
@@ -118,6 +123,36 @@ def _insert(image: Any, source: Any, result: Any, name: str, fmt: str,
     return layer
 
 
+def attach_class_picker(entry: Any) -> ClassList:
+    """Make the "see" entry a searchable class picker: the item being typed completes from the
+    daemon's class names and groups (fetched in the background; typing works meanwhile)."""
+    from gi.repository import Gtk
+
+    classes = ClassList()
+    store = Gtk.ListStore(str)
+    completion = Gtk.EntryCompletion(model=store, minimum_key_length=1)
+    completion.set_text_column(0)  # the method, not the property: it also adds the cell
+
+    def refill(editable: Any) -> None:
+        store.clear()
+        for name in class_matches(last_item(editable.get_text()), classes.classes,
+                                  classes.groups):
+            store.append([name])
+        completion.complete()  # show the new offers now, not at the next key
+
+    def chosen(_completion: Any, model: Any, row: Any) -> bool:
+        entry.set_text(replace_last_item(entry.get_text(), model[row][0]))
+        entry.set_position(-1)
+        return True  # we set the text ourselves: keep the items typed before
+
+    completion.set_match_func(lambda *_: True)  # the store holds only matches already
+    completion.connect("match-selected", chosen)
+    entry.connect("changed", refill)
+    entry.set_completion(completion)
+    entry.set_placeholder_text("e.g. church, lakeside:0.5, @water (type to search)")
+    return classes
+
+
 class Progress:
     """GIMP's progress bar (batch and interactive); the dialog subclass adds a Cancel button."""
 
@@ -180,6 +215,7 @@ def run(procedure: Any, run_mode: Any, image: Any, drawables: list, config: Any,
 
         GimpUi.init(PROCEDURE)
         dialog = GimpUi.ProcedureDialog.new(procedure, config, "Neural Mirage")
+        attach_class_picker(dialog.get_widget("see", GimpUi.LabelEntry).get_entry())
         dialog.fill(None)
         if not dialog.run():
             dialog.destroy()
@@ -242,6 +278,11 @@ class NeuralMirage(Gimp.PlugIn):
         p.add_int_argument("seed", "Seed", "random seed", 0, 2**31 - 1, defaults.seed, RW)
         p.add_boolean_argument("original-colors", "Keep the original colours",
                                "luminance-only transfer", defaults.original_colors, RW)
+        p.add_string_argument("see", "Make it see",
+                              "classes to steer towards, e.g. church, lakeside:0.5, @water",
+                              defaults.see, RW)
+        p.add_double_argument("see-weight", "Seeing strength", "how strongly the classes pull",
+                              0.0, 1e6, defaults.see_weight, RW)
         p.add_layer_return_value("layer", "Layer", "the new layer", False, RW)
         return p
 

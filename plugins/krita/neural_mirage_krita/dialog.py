@@ -1,4 +1,5 @@
-"""The Neural Mirage dialog: presets and main weights, live progress and preview, Cancel."""
+"""The Neural Mirage dialog: presets, main weights and class steering, live progress and
+preview, Cancel."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from PyQt5.QtWidgets import (
 
 from ._mirage.connection import MirageError
 from ._mirage.presets import CUSTOM, PRESET_NAMES, Settings, load_settings, save_settings
+from .class_picker import ClassPicker
 from .layers import MirageRun
 
 EDITOR = "krita"
@@ -52,6 +54,9 @@ class MirageDialog(QDialog):
         self.seed = _spin(QSpinBox(), 0, 2**31 - 1, s.seed)
         self.colors = QCheckBox("Keep the original colours")
         self.colors.setChecked(s.original_colors)
+        self.see = ClassPicker(s.see)
+        self.see_weight = _spin(QDoubleSpinBox(), 0, 1e6, s.see_weight, decimals=2)
+        self.see_weight.setToolTip("how strongly the classes pull (0: off)")
         form = QFormLayout()
         form.addRow("Preset", self.preset)
         form.addRow("Content layers", self.custom)
@@ -61,6 +66,8 @@ class MirageDialog(QDialog):
         form.addRow("Iterations", self.iterations)
         form.addRow("Seed", self.seed)
         form.addRow("", self.colors)
+        form.addRow("Make it see", self.see)
+        form.addRow("Seeing strength", self.see_weight)
         self.preset.currentTextChanged.connect(
             lambda name: self.custom.setEnabled(name == CUSTOM))
         self.custom.setEnabled(s.preset == CUSTOM)
@@ -93,7 +100,8 @@ class MirageDialog(QDialog):
         return Settings(preset=self.preset.currentText(), custom_layers=self.custom.text(),
                         content_weight=self.content.value(), style_weight=self.style.value(),
                         size=self.size.value(), iterations=self.iterations.value(),
-                        seed=self.seed.value(), original_colors=self.colors.isChecked())
+                        seed=self.seed.value(), original_colors=self.colors.isChecked(),
+                        see=self.see.text(), see_weight=self.see_weight.value())
 
     def start(self) -> None:
         settings = self.settings()

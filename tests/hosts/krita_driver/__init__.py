@@ -62,6 +62,31 @@ def run(spec):
     dialog.size.setValue(0)
     dialog.iterations.setValue(settings.iterations)
     dialog.seed.setValue(settings.seed)
+    dialog.see_weight.setValue(settings.see_weight)
+    # The class picker, used as a person would: type part of a name, pick from the list.
+    from PyQt5.QtCore import Qt
+    from PyQt5.QtTest import QTest
+
+    wait_until(lambda: dialog.see.classes.ready, 60)
+    res["classes_error"] = str(dialog.see.classes.error or "")
+    dialog.see.clear()
+    QTest.keyClicks(dialog.see, spec["see_typed"])
+    popup = dialog.see.completer.popup()
+    wait_until(popup.isVisible, 5)
+    res["picker_matches"] = dialog.see.matches()
+    res["picker_popup_visible"] = popup.isVisible()
+    popup.setCurrentIndex(dialog.see.completer.completionModel().index(0, 0))
+    QTest.keyClick(popup, Qt.Key_Return)
+    wait_until(lambda: dialog.see.text() != spec["see_typed"], 5)
+    res["picker_text"] = dialog.see.text()
+    if spec.get("screenshot"):
+        QTest.keyClicks(dialog.see, "lake")
+        wait_until(popup.isVisible, 5)
+        wait_until(lambda: False, 0.5)
+        QApplication.primaryScreen().grabWindow(0).save(spec["screenshot"].replace(
+            ".png", "-picker.png"))
+        popup.hide()
+        dialog.see.setText(res["picker_text"])
     dialog.render_button.click()
     wait_until(lambda: (dialog.run is not None and dialog.run.layer is not None)
                or "Error" in dialog.status.text(), 180)
