@@ -13,6 +13,8 @@ G = F F^T / (C*H*W); total variation = sum of absolute neighbour differences on 
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -20,11 +22,27 @@ NORMALIZATIONS = ("relative", "neural-style")
 _EPS = 1e-12
 
 
+class _SymmetricGram(torch.autograd.Function):
+    """``F^T F`` for an (N, C) matrix, whose backward is one matmul, ``F (dG + dG^T)``, where
+    autograd's generic one does two of the same size (about 3 % of a 512 px iteration)."""
+
+    @staticmethod
+    def forward(ctx: Any, flat: Tensor) -> Tensor:
+        ctx.save_for_backward(flat)
+        return flat.t() @ flat
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        (flat,) = ctx.saved_tensors
+        return flat @ (grad + grad.t())
+
+
 def gram(features: Tensor) -> Tensor:
     """Gram matrix of a (1, C, H, W) feature map, divided by C*H*W as in neural-style."""
     _, c, h, w = features.shape
-    flat = features.reshape(c, h * w)
-    return (flat @ flat.t()) / (c * h * w)
+    # (H*W, C) is a view of channels_last memory (the engine's layout): no copy of the map.
+    flat = features.permute(0, 2, 3, 1).reshape(h * w, c)
+    return _SymmetricGram.apply(flat) / (c * h * w)
 
 
 def feature_loss(value: Tensor, target: Tensor, normalization: str) -> Tensor:

@@ -48,11 +48,11 @@ class RenderParams:
     seed: int = 0
     optimizer: str = "lbfgs"
     lbfgs_history: int = 0
-    """L-BFGS history size; 0 picks the largest that keeps the history under 512 MB (5..100)."""
+    """L-BFGS history size; 0 picks the largest that keeps the history under 256 MB (5..100)."""
     learning_rate: float = 0.02
     """Adam step size on the [0, 1] image."""
     iterations: int = 500
-    """Iterations at the final size; coarser scales get twice as many per halving."""
+    """Iterations at the final size; each coarser scale gets half as many."""
     scales: int = 0
     """Number of coarse-to-fine scales; 0 chooses from the size (each scale halves the side)."""
     pooling: str = "max"

@@ -25,8 +25,9 @@ from .vgg import MIN_SIDE, MirageVGG
 
 #: Iterations over which the early stop compares the loss.
 EARLY_STOP_WINDOW = 25
-#: Memory the automatic L-BFGS history may use (two image-sized vectors per entry).
-LBFGS_HISTORY_BUDGET = 512 * 2**20
+#: Memory the automatic L-BFGS history may use (two image-sized vectors per entry): 40 entries at
+#: 512x512, 10 at 1024x1024, which keeps a 1024 px render under 4 GB (benchmarks/memory_peak.py).
+LBFGS_HISTORY_BUDGET = 256 * 2**20
 #: The smallest side a coarse scale is given (the coarse scales exist to be cheap, not tiny).
 COARSEST_SIDE = 128
 
@@ -92,8 +93,10 @@ def fit_size(width: int, height: int, longest: int) -> tuple[int, int]:
 def plan_scales(width: int, height: int, params: RenderParams) -> list[Scale]:
     """The coarse-to-fine schedule for a final size of ``width`` x ``height``.
 
-    Each coarser scale halves the side and doubles the iterations: it costs a quarter of the
-    pixels, so all coarse scales together cost less than the final one. Automatic scales stop
+    Each coarser scale halves the side and the iterations: a coarse scale only has to lay out the
+    image for the next one, and measured on the bundled example (benchmarks/time_to_result.py)
+    halving reached a given final loss sooner than the same or twice the iterations (too few
+    coarse iterations cost more at the final size again). Automatic scales stop
     before the longest side falls below 128 px, and are at most 4. Scales whose shortest side
     would fall below 32 px are left out, automatic or not.
     """
@@ -109,7 +112,7 @@ def plan_scales(width: int, height: int, params: RenderParams) -> list[Scale]:
     for level in range(count - 1, -1, -1):
         w, h = round(width / 2**level), round(height / 2**level)
         if min(w, h) >= MIN_SIDE:
-            scales.append(Scale(w, h, params.iterations * 2**level))
+            scales.append(Scale(w, h, max(1, params.iterations >> level)))
     return scales
 
 

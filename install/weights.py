@@ -275,6 +275,9 @@ def load_model(spec: ModelSpec, device: torch.device | str = "cpu") -> tuple[Mir
         state = _read_state_dict(spec, file)
         convs = sum(1 for k, v in state.items() if k.startswith("features.") and v.dim() == 4)
         arch = _arch_from_conv_count(convs, file)
+        if not all(f"classifier.{i}.weight" in state for i in (0, 3, 6)):
+            raise WeightsError(f"{file} has no fc6/fc7/fc8 weights: a neural mirage reads what "
+                               "the classifier sees, so it needs a VGG with its classifier")
         preprocessing = TORCHVISION_PREPROCESSING
         label = f"{arch.upper()} from {file.name}"
     else:

@@ -76,7 +76,7 @@ def add_render_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=d.seed)
     g.add_argument("--optimizer", choices=("lbfgs", "adam"), default=d.optimizer)
     g.add_argument("--lbfgs-history", type=int, default=d.lbfgs_history,
-                   help="0: as large as fits in 512 MB")
+                   help="0: as large as fits in 256 MB")
     g.add_argument("--learning-rate", type=float, default=d.learning_rate, help="Adam only")
     g.add_argument("--iterations", type=int, default=d.iterations,
                    help="iterations at the final size")

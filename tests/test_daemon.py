@@ -63,11 +63,11 @@ def test_round_trip_keeps_layout_and_alpha(client):
 def test_progress_is_in_order_with_previews(client):
     raw, meta = bgra(96, 72)
     events = []
-    params = {"size": 96, "iterations": 3, "scales": 2, "early_stop": 0.0}
+    params = {"size": 96, "iterations": 6, "scales": 2, "early_stop": 0.0}
     result = client.render(raw, meta, params, preview_every=2, preview_size=32,
                            on_progress=lambda p, frame: events.append((p, frame)))
     assert [p["iteration"] for p, _ in events] == list(range(10))
-    assert [p["scale"] for p, _ in events] == [1] * 7 + [2] * 3
+    assert [p["scale"] for p, _ in events] == [1] * 4 + [2] * 6
     assert all(p["total"] == 9 for p, _ in events)
     previews = [(p["preview"], frame) for p, frame in events if frame is not None]
     assert len(previews) == 4

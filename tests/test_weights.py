@@ -74,6 +74,10 @@ def test_missing_file_and_wrong_shapes(tmp_path):
         load_model(ModelSpec("imagenet21k"))
     with pytest.raises(WeightsError, match="needs the file"):
         load_model(ModelSpec("file"))
+    conv_only = {k: v for k, v in random_state_dict(0, "vgg16").items() if "classifier" not in k}
+    torch.save(conv_only, bad)
+    with pytest.raises(WeightsError, match="no fc6/fc7/fc8 weights"):
+        load_model(ModelSpec("file", path=str(bad)))
     torch.save({"conv1_1.weight": torch.zeros(1)}, bad)
     with pytest.raises(WeightsError, match="1 conv layers: neither VGG16"):
         load_model(ModelSpec("file", path=str(bad)))
