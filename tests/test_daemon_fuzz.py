@@ -60,7 +60,7 @@ def exchange(sock: zmq.Socket, frames: list[bytes]) -> dict:
         assert sock.poll(5000)
         sock.recv_multipart()
         return reply
-    if reply["type"] in (P.WELCOME, P.PONG, P.STATUS_REPLY):
+    if reply["type"] in (P.WELCOME, P.PONG, P.STATUS_REPLY, P.CLASSES_REPLY):
         return reply
     assert reply["type"] == P.ERROR, reply
     assert reply["code"] in CODES, reply

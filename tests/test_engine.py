@@ -166,17 +166,17 @@ def test_cancel_takes_effect_within_one_iteration(model, photo):
 
 def test_progress_reports_terms_scales_and_previews(model, photo):
     reports = []
-    params = RenderParams(size=96, iterations=2, scales=2, early_stop=0.0, preview_every=2)
+    params = RenderParams(size=96, iterations=4, scales=2, early_stop=0.0, preview_every=2)
     result = render(model, photo, params, on_progress=reports.append, see_top=3)
     assert reports[0].iteration == 0 and reports[0].loss is None and reports[0].total == 6
     reports = reports[1:]
-    assert [(r.scale, r.width) for r in reports] == [(1, 48)] * 4 + [(2, 96)] * 2
+    assert [(r.scale, r.width) for r in reports] == [(1, 48)] * 2 + [(2, 96)] * 4
     assert reports[-1].iteration == reports[-1].total == 6
     assert set(reports[0].losses) == {"content:fc7", "tv"} | {
         f"style:relu{i}_1" for i in range(1, 6)}
     assert reports[0].loss == pytest.approx(sum(reports[0].losses.values()), rel=1e-5)
     previews = [r.preview for r in reports if r.preview is not None]
-    assert [p.shape for p in previews] == [(3, 36, 48), (3, 36, 48), (3, 72, 96)]
+    assert [p.shape for p in previews] == [(3, 36, 48), (3, 72, 96), (3, 72, 96)]
     assert result.image.shape == (3, 72, 96)
     assert len(result.seen_input) == len(result.seen_result) == 3
 
