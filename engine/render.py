@@ -101,7 +101,7 @@ def plan_scales(width: int, height: int, params: RenderParams) -> list[Scale]:
     would fall below 32 px are left out, automatic or not.
     """
     if min(width, height) < MIN_SIDE:
-        raise ParamError(f"the result would be {width}x{height}; VGG19 needs at least "
+        raise ParamError(f"the result would be {width}x{height}; VGG needs at least "
                          f"{MIN_SIDE} px on each side: raise size or use a less elongated image")
     count = params.scales
     if count == 0:

@@ -80,7 +80,7 @@ def render(image: Any, drawable: Any, settings: Settings, progress: Any) -> Any:
                                    Gegl.AbyssPolicy.NONE))
     meta = {"width": w, "height": h, "channels": 4, "dtype": dtype, "order": "RGBA"}
     session = open_session(on_spawn=lambda: Gimp.progress_set_text(
-        "Starting the neural-mirage daemon (loading VGG19)..."))
+        "Starting the neural-mirage daemon (loading the network)..."))
     try:
         accepted = session.submit(pixels, meta, settings.params(w, h), mask=mask)
         job = accepted["job"]

@@ -113,7 +113,7 @@ class MirageDialog(QDialog):
             self.run = MirageRun(doc, doc.activeNode() if doc else None, settings,
                                  on_progress=self._progress,
                                  on_spawn=lambda: self.status.setText(
-                                     "Starting the neural-mirage daemon (loading VGG19)..."))
+                                     "Starting the neural-mirage daemon (loading the network)..."))
         except (MirageError, ValueError) as exc:
             self._failed(str(exc))
             return
