@@ -16,7 +16,7 @@ import resource
 import torch
 
 from neural_mirage.engine import RenderParams, keep_freed_memory, render
-from neural_mirage.engine.render import Scale, _history_size
+from neural_mirage.engine.render import Scale, lbfgs_history_size
 from neural_mirage.install.weights import ModelSpec, load_model
 
 
@@ -29,7 +29,7 @@ def main() -> None:
     model, info = load_model(ModelSpec("random"))
     content = torch.rand(3, args.size, args.size, generator=torch.Generator().manual_seed(0))
     params = RenderParams(size=args.size, iterations=args.iterations, scales=1, early_stop=0.0)
-    history = _history_size(params, Scale(args.size, args.size, args.iterations))
+    history = lbfgs_history_size(params, Scale(args.size, args.size, args.iterations))
     result = render(model, content, params, see_top=0)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
     print(f"{info.label}; {args.size}x{args.size}, {result.iterations} L-BFGS iterations, "

@@ -205,7 +205,7 @@ class _Stepper:
             # One function evaluation per step, no line search: neural-style's behaviour, and it
             # lets progress, previews and cancel happen between any two evaluations.
             self.optimizer: torch.optim.Optimizer = torch.optim.LBFGS(
-                [self.image], lr=1.0, max_iter=1, history_size=_history_size(params, scale),
+                [self.image], lr=1.0, max_iter=1, history_size=lbfgs_history_size(params, scale),
                 tolerance_grad=-1, tolerance_change=-1)
         else:
             self.optimizer = torch.optim.Adam([self.image], lr=params.learning_rate)
@@ -230,7 +230,8 @@ class _Stepper:
         return loss, dict(zip(self._terms, values, strict=True))
 
 
-def _history_size(params: RenderParams, scale: Scale) -> int:
+def lbfgs_history_size(params: RenderParams, scale: Scale) -> int:
+    """L-BFGS history entries for a scale: the user's, or as many as fit the budget (5..100)."""
     if params.lbfgs_history:
         return params.lbfgs_history
     entry_bytes = 2 * 3 * scale.width * scale.height * 4

@@ -284,7 +284,7 @@ def load_model(spec: ModelSpec, device: torch.device | str = "cpu") -> tuple[Mir
         source = SOURCES[spec.weights, arch]
         file = Path(spec.path).expanduser() if spec.path else default_path(spec.weights, arch)
         state = _read_state_dict(spec, file)
-        preprocessing = SOURCES[spec.weights, arch].preprocessing
+        preprocessing = source.preprocessing
         label = source.label
     if spec.preprocessing is not None:  # e.g. a Caffe-converted file of the user's
         preprocessing = PREPROCESSINGS[spec.preprocessing]
