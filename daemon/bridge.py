@@ -2,10 +2,10 @@
 
 The plug-in writes requests to our stdin and reads events from our stdout. Each message is a
 4-byte big-endian length, a JSON header whose ``frames`` lists the lengths of the raw frames that
-follow, then those frames. Requests: ``connect``, ``submit``, ``cancel``, ``ack``; the replies and
-job events are the daemon's own messages (WELCOME, ACCEPTED, PROGRESS, RESULT, CANCELLED, ERROR),
-plus SPAWNING when a daemon is being started. When stdin closes (the editor or plug-in died),
-running jobs are cancelled and the bridge exits.
+follow, then those frames. Requests: ``connect``, ``submit``, ``cancel``, ``ack``, ``classes``,
+``estimate``; the replies and job events are the daemon's own messages (WELCOME, ACCEPTED,
+PROGRESS, RESULT, CANCELLED, ERROR, ...), plus SPAWNING when a daemon is being started. When
+stdin closes (the editor or plug-in died), running jobs are cancelled and the bridge exits.
 """
 
 from __future__ import annotations
@@ -109,9 +109,11 @@ def _handle(client: Client | None, header: dict[str, Any], frames: list[bytes],
         raise ValueError("connect first")
     if op == "submit":
         mask = frames[1] if header.get("mask") else None
+        output = header.get("output")
         accepted = client.submit(frames[0], header["image"], header["params"], mask=mask,
                                  preview_every=int(header.get("preview_every", 0)),
-                                 preview_size=int(header.get("preview_size", 256)))
+                                 preview_size=int(header.get("preview_size", 256)),
+                                 output=tuple(output) if output else None)
         watches[accepted["job"]] = client.watch(
             accepted["job"], lambda p, preview: emit(p, [preview] if preview else []))
         emit(accepted)
@@ -124,6 +126,8 @@ def _handle(client: Client | None, header: dict[str, Any], frames: list[bytes],
         emit({"type": "ACKED", "job": header["job"]})
     elif op == "classes":
         emit(client.classes())
+    elif op == "estimate":
+        emit(client.estimate(header["params"], header["width"], header["height"]))
     else:
         raise ValueError(f"unknown bridge request {op!r}")
     return client

@@ -127,11 +127,9 @@ class Client:
                 raise DaemonError(P.E_NO_DAEMON, f"could not start the daemon: {exc}") from exc
             deadline = time.monotonic() + spawn_timeout
             while time.monotonic() < deadline:
-                if process.poll() is not None:
-                    errors.seek(0)
-                    lines = errors.read().decode(errors="replace").strip().splitlines()
-                    why = lines[-1] if lines else f"exit code {process.returncode}"
-                    raise DaemonError(P.E_NO_DAEMON, f"the daemon could not start: {why}")
+                exited = process.poll() is not None
+                # Another client may have started a daemon at the same moment (a dialog's class
+                # list and its Render button): ours then exits, and theirs answers.
                 if endpoint is not None or read_connection_file() is not None:
                     client = cls(endpoint, timeout=1.0)
                     try:
@@ -140,6 +138,11 @@ class Client:
                         return client
                     except DaemonError:
                         client.close()
+                if exited:
+                    errors.seek(0)
+                    lines = errors.read().decode(errors="replace").strip().splitlines()
+                    why = lines[-1] if lines else f"exit code {process.returncode}"
+                    raise DaemonError(P.E_NO_DAEMON, f"the daemon could not start: {why}")
                 time.sleep(0.2)
         raise DaemonError(P.E_TIMEOUT, f"the daemon did not answer within {spawn_timeout:g} s "
                           "of being started")
@@ -204,17 +207,31 @@ class Client:
 
     def submit(self, pixels: bytes, image: dict[str, Any], params: dict[str, Any] | None = None,
                mask: bytes | None = None, detach: bool = False, preview_every: int = 0,
-               preview_size: int = 256, client_job: Any = None) -> dict[str, Any]:
-        """Queue a render; returns ACCEPTED (``job`` is the daemon's id, ``position``)."""
+               preview_size: int = 256, client_job: Any = None,
+               output: tuple[int, int] | None = None) -> dict[str, Any]:
+        """Queue a render; returns ACCEPTED (``job`` is the daemon's id, ``position``).
+
+        ``output`` (width, height): the daemon scales the result to this size (an editor's area,
+        when it sent the pixels scaled down); the mask is then of that size too.
+        """
         header: dict[str, Any] = {"type": P.SUBMIT, "params": params or {}, "image": image,
                                   "detach": detach, "preview_every": preview_every,
                                   "preview_size": preview_size, "job": client_job}
+        width, height = output or (image["width"], image["height"])
+        if output is not None:
+            header["output"] = {"width": width, "height": height}
         frames = [pixels]
         if mask is not None:
-            header["mask"] = P.image_meta(image["width"], image["height"], 1, "u8", "A")
+            header["mask"] = P.image_meta(width, height, 1, "u8", "A")
             frames.append(mask)
         reply, _ = self.request(header, frames)
         return reply
+
+    def estimate(self, params: dict[str, Any], width: int, height: int) -> dict[str, Any]:
+        """ESTIMATE_REPLY for an area of ``width`` x ``height``: ``seconds`` at
+        ``params["size"]``, and ``quick_size``, the size that takes about a minute or two."""
+        return self.request({"type": P.ESTIMATE, "params": params, "width": width,
+                             "height": height})[0]
 
     def watch(self, job: str, on_progress: ProgressCallback | None = None) -> JobWatch:
         """A :class:`JobWatch` for ``job``: poll it from an event loop (a Qt timer, say)."""

@@ -29,6 +29,8 @@ class Job:
     mask: np.ndarray | None
     meta: dict[str, Any]
     """The submitted image's layout; the result comes back in the same layout."""
+    output: tuple[int, int] | None = None
+    """(width, height) the result is scaled to (the editor's area); None: the render's size."""
     detached: bool = False
     preview_every: int = 0
     preview_size: int = 256

@@ -28,6 +28,7 @@ FETCH = "FETCH"
 ACK = "ACK"
 PING = "PING"
 CLASSES = "CLASSES"
+ESTIMATE = "ESTIMATE"
 SHUTDOWN = "SHUTDOWN"
 # Daemon -> client
 WELCOME = "WELCOME"
@@ -39,10 +40,11 @@ STATUS_REPLY = "STATUS_REPLY"
 ACKED = "ACKED"
 PONG = "PONG"
 CLASSES_REPLY = "CLASSES_REPLY"
+ESTIMATE_REPLY = "ESTIMATE_REPLY"
 BYE = "BYE"
 ERROR = "ERROR"
 
-REQUESTS = (HELLO, SUBMIT, CANCEL, STATUS, FETCH, ACK, PING, CLASSES, SHUTDOWN)
+REQUESTS = (HELLO, SUBMIT, CANCEL, STATUS, FETCH, ACK, PING, CLASSES, ESTIMATE, SHUTDOWN)
 
 # Stable error codes: clients switch on these, people read the message next to them.
 E_BAD_MESSAGE = "bad_message"        # not msgpack, not a map, missing or mistyped fields
@@ -127,6 +129,20 @@ def check_image_meta(meta: Any, max_pixels: int, name: str = "image") -> int:
         raise ProtocolError(E_BAD_IMAGE, f"{name}.order must be one of "
                                          f"{', '.join(ORDERS[channels])} for {channels} channels")
     return width * height * channels * DTYPES[dtype]
+
+
+def check_size(meta: Any, max_pixels: int, name: str) -> tuple[int, int]:
+    """Validate a map's ``width`` and ``height`` (an ``output`` or an area); return them."""
+    if not isinstance(meta, dict):
+        raise ProtocolError(E_BAD_MESSAGE, f"'{name}' must be a map with width and height")
+    width, height = meta.get("width"), meta.get("height")
+    for key, value in (("width", width), ("height", height)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ProtocolError(E_BAD_MESSAGE, f"{name}.{key} must be a positive whole number")
+    if width * height > max_pixels:
+        raise ProtocolError(E_TOO_LARGE, f"the {name} is {width}x{height}; this daemon takes at "
+                                         f"most {max_pixels} pixels")
+    return width, height
 
 
 def error(code: str, message: str, **extra: Any) -> dict[str, Any]:

@@ -27,6 +27,7 @@ import zmq
 
 from neural_mirage import __version__
 from neural_mirage.engine import MAX_SIZE, MirageVGG, ParamError, RenderParams, plan_scales
+from neural_mirage.engine.estimate import Speed, measure_speed, render_seconds, size_within
 from neural_mirage.engine.render import fit_size
 from neural_mirage.engine.steering import available_groups
 from neural_mirage.install.weights import ModelInfo, ModelSpec
@@ -41,6 +42,9 @@ log = logging.getLogger("neural_mirage.daemon")
 
 #: Clients are told to PING this often while they wait for a job.
 HEARTBEAT_INTERVAL = 0.25
+#: ESTIMATE's ``quick_size`` is the largest size that renders within this many seconds: the
+#: plug-ins' default, a first look that finishes in about a minute or two.
+QUICK_SECONDS = 90.0
 _FINISHED_MEMORY = 1000
 _LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
@@ -56,6 +60,9 @@ class DaemonConfig:
     cache_dir: Path = field(default_factory=lambda: default_cache_dir())
     max_queue: int = 32
     max_pixels: int = 4096 * 4096
+    """Largest image a SUBMIT may send (what is rendered from)."""
+    max_output_pixels: int = 8192 * 8192
+    """Largest ``output`` size: the result scaled to the editor's area (a camera photo's)."""
     client_timeout: float = 1.0
     """A non-detached job is cancelled when its client has been silent this long."""
     curve_dir: Path | None = None
@@ -89,9 +96,11 @@ class Daemon:
     """Owns the socket, the queue, the workers and the result store."""
 
     def __init__(self, config: DaemonConfig,
-                 models: list[tuple[torch.device, MirageVGG, ModelInfo]]) -> None:
+                 models: list[tuple[torch.device, MirageVGG, ModelInfo]], speed: Speed) -> None:
         self.config = config
         self.models = models
+        self.speed = speed
+        """The first device's measured speed, for ESTIMATE."""
         self.info = models[0][2]
         self.context = zmq.Context()
         self.queue = JobQueue(config.max_queue)
@@ -286,7 +295,9 @@ class Daemon:
                 "model": {"weights": self.info.weights, "arch": self.info.arch,
                           "label": self.info.label, "pretrained": self.info.pretrained,
                           "classes": self.info.classes},
-                "limits": {"max_pixels": self.config.max_pixels, "max_size": MAX_SIZE,
+                "limits": {"max_pixels": self.config.max_pixels,
+                           "max_output_pixels": self.config.max_output_pixels,
+                           "max_size": MAX_SIZE,
                            "max_queue": self.config.max_queue,
                            "max_header_bytes": P.MAX_HEADER_BYTES},
                 "heartbeat": HEARTBEAT_INTERVAL, "client_timeout": self.config.client_timeout,
@@ -295,8 +306,8 @@ class Daemon:
     def _submit(self, identity: bytes, header: dict, frames: list) -> tuple[dict, list]:
         if self.stopping:
             raise P.ProtocolError(P.E_SHUTTING_DOWN, "the daemon is shutting down")
-        known = {"type", "rid", "job", "params", "image", "mask", "detach", "preview_every",
-                 "preview_size"}
+        known = {"type", "rid", "job", "params", "image", "mask", "output", "detach",
+                 "preview_every", "preview_size"}
         unknown = sorted(str(k)[:40] for k in header if k not in known)
         if unknown:
             raise P.ProtocolError(P.E_BAD_MESSAGE, f"unknown SUBMIT field(s): "
@@ -311,24 +322,24 @@ class Daemon:
             if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
                 raise P.ProtocolError(P.E_BAD_MESSAGE, f"'{name}' must be a whole number "
                                       f"from {low} to {high}")
-        try:
-            params = RenderParams.from_dict(header.get("params") or {})
-            model = self.models[0][1]
-            params.check_model(model.layer_names, model.labels)
-        except (ParamError, TypeError) as exc:
-            raise P.ProtocolError(P.E_BAD_PARAMS, str(exc)) from None
+        params = self._params(header)
         has_mask = header.get("mask") is not None
         if len(frames) != 3 + has_mask:
             raise P.ProtocolError(P.E_BAD_IMAGE, f"SUBMIT needs {1 + has_mask} pixel frame(s) "
                                   f"after the header, got {len(frames) - 2}")
         rgb, alpha = pixels.decode(header.get("image"), frames[2].buffer, self.config.max_pixels)
+        output = None
+        if header.get("output") is not None:
+            output = P.check_size(header["output"], self.config.max_output_pixels, "output")
         mask = None
         if has_mask:
             meta = header["mask"]
-            mask, _ = pixels.decode(meta, frames[3].buffer, self.config.max_pixels, "mask")
-            if mask.ndim != 2 or mask.shape != rgb.shape[:2]:
+            mask, _ = pixels.decode(meta, frames[3].buffer, self.config.max_output_pixels,
+                                    "mask")
+            size = output or (rgb.shape[1], rgb.shape[0])
+            if mask.ndim != 2 or mask.shape != (size[1], size[0]):
                 raise P.ProtocolError(P.E_BAD_IMAGE, "the mask must have 1 channel and the "
-                                      "image's width and height")
+                                      f"{'output' if output else 'image'}'s width and height")
         if params.init == "image":
             raise P.ProtocolError(P.E_BAD_PARAMS, "init 'image' is not available through the "
                                   "daemon: use 'random' or 'content'")
@@ -337,7 +348,7 @@ class Daemon:
         except ParamError as exc:
             raise P.ProtocolError(P.E_BAD_PARAMS, str(exc)) from None
         job = Job(owner=identity, client_job=header.get("job"), params=params, rgb=rgb,
-                  alpha=alpha, mask=mask, meta=header["image"], detached=detach,
+                  alpha=alpha, mask=mask, meta=header["image"], output=output, detached=detach,
                   preview_every=preview_every, preview_size=preview_size,
                   number=next(self._numbers))
         try:
@@ -350,6 +361,35 @@ class Daemon:
                  ", detached" if detach else "")
         return {"type": P.ACCEPTED, "job": job.id, "client_job": job.client_job,
                 "position": position}, []
+
+    def _params(self, header: dict) -> RenderParams:
+        """The request's render parameters, checked against the served model."""
+        try:
+            params = RenderParams.from_dict(header.get("params") or {})
+            model = self.models[0][1]
+            params.check_model(model.layer_names, model.labels)
+        except (ParamError, TypeError) as exc:
+            raise P.ProtocolError(P.E_BAD_PARAMS, str(exc)) from None
+        return params
+
+    def _estimate(self, identity: bytes, header: dict, frames: list) -> tuple[dict, list]:
+        """How long a render of a ``width`` x ``height`` area takes here, and the size that
+        takes about :data:`QUICK_SECONDS` (the plug-ins' default)."""
+        params = self._params(header)
+        width, height = P.check_size(header, self.config.max_output_pixels, "area")
+        try:
+            seconds = render_seconds(width, height, params, self.speed)
+            scales = plan_scales(*fit_size(width, height, params.size), params)
+            quick = size_within(width, height, params, self.speed, QUICK_SECONDS)
+            quick_params = RenderParams(**{**params.to_dict(), "size": quick})
+            quick_seconds = render_seconds(width, height, quick_params, self.speed)
+        except ParamError as exc:
+            raise P.ProtocolError(P.E_BAD_PARAMS, str(exc)) from None
+        return {"type": P.ESTIMATE_REPLY, "size": params.size, "seconds": round(seconds, 1),
+                "render": [scales[-1].width, scales[-1].height],
+                "iterations": sum(s.iterations for s in scales),
+                "quick_size": quick, "quick_seconds": round(quick_seconds, 1),
+                "device": str(self.models[0][0])}, []
 
     def _job_id(self, header: dict) -> str:
         job_id = header.get("job")
@@ -437,7 +477,7 @@ class Daemon:
     _handlers: ClassVar[dict[str, Any]] = {
         P.HELLO: _hello, P.SUBMIT: _submit, P.CANCEL: _cancel, P.STATUS: _status,
         P.FETCH: _fetch, P.ACK: _ack, P.PING: _ping, P.CLASSES: _classes,
-        P.SHUTDOWN: _shutdown}
+        P.ESTIMATE: _estimate, P.SHUTDOWN: _shutdown}
 
     # -- worker events and liveness ----------------------------------------------------------
 
@@ -510,7 +550,10 @@ def run_daemon(config: DaemonConfig, spec: ModelSpec, devices: list[str]) -> Non
         models.append((device, model, info))
     if not models[0][2].pretrained:
         log.warning("serving %s: results show the method, not a real mirage", models[0][2].label)
-    daemon = Daemon(config, models)
+    speed = measure_speed(models[0][1])
+    log.info("%s: %.2f s per iteration at 512x512", models[0][0],
+             speed.iteration_seconds(512 * 512))
+    daemon = Daemon(config, models, speed)
     try:
         daemon.start()
         daemon.serve()

@@ -23,6 +23,7 @@ from neural_mirage.engine import (
     RenderDiverged,
     render,
 )
+from neural_mirage.engine.render import resize
 from neural_mirage.install.weights import ModelInfo
 
 from . import pixels
@@ -84,6 +85,8 @@ class Worker(threading.Thread):
             job.iteration, job.total = p.iteration, p.total
             header = {"type": PROGRESS, "job": job.id, "iteration": p.iteration,
                       "total": p.total, "scale": p.scale, "scales": p.scales,
+                      "scale_iteration": p.scale_iteration,
+                      "scale_iterations": p.scale_iterations,
                       "width": p.width, "height": p.height, "loss": p.loss,
                       "losses": p.losses, "elapsed": p.elapsed, "eta": p.eta}
             frames = []
@@ -131,7 +134,10 @@ class Worker(threading.Thread):
         return error(code, message, job=job.id), []
 
     def _result(self, job: Job, result: Any) -> tuple[dict[str, Any], bytes]:
-        rgb = result.image.permute(1, 2, 0).numpy()
+        image = result.image
+        if job.output is not None:  # scaled here, so the editor inserts it as it is: no
+            image = resize(image.unsqueeze(0), *job.output)[0]  # extra undo step, no overshoot
+        rgb = image.permute(1, 2, 0).numpy()
         height, width = rgb.shape[:2]
         alpha = None if job.alpha is None else pixels.resize_plane(job.alpha, width, height)
         like = dict(job.meta)

@@ -51,6 +51,10 @@ class Progress:
     scale: int
     """1-based index of the current scale."""
     scales: int
+    scale_iteration: int
+    """Iterations done at the current scale (what a person reads as "iteration 12/40")."""
+    scale_iterations: int
+    """Iterations planned at the current scale; the final scale's is ``params.iterations``."""
     width: int
     height: int
     loss: float | None
@@ -300,6 +304,7 @@ def render(
     image = _initial_image(params, content, init_image, scales[0])
     if on_progress is not None:  # tells a waiting user at once that the render has started
         on_progress(Progress(iteration=0, total=total, scale=1, scales=len(scales),
+                             scale_iteration=0, scale_iterations=scales[0].iterations,
                              width=scales[0].width, height=scales[0].height, loss=None,
                              losses={}, elapsed=time.perf_counter() - started, eta=0.0))
 
@@ -325,6 +330,7 @@ def render(
                     preview = stepper.image.detach()[0].clamp(0, 1).float().cpu()
                 on_progress(Progress(
                     iteration=done, total=total, scale=index, scales=len(scales),
+                    scale_iteration=len(history), scale_iterations=scale.iterations,
                     width=scale.width, height=scale.height, loss=loss_value, losses=loss_terms,
                     elapsed=elapsed, eta=elapsed / work_done * (work_total - work_done),
                     preview=preview))

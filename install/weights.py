@@ -133,10 +133,11 @@ def _missing_message(spec: ModelSpec, path: Path) -> str:
         return f"weights file {path} not found"
     source = SOURCES[spec.weights, spec.arch]
     fetch = spec.weights + (f" --arch {spec.arch}" if spec.arch != "vgg19" else "")
-    return (f"{source.label} weights not found at {path}. Run 'neural-mirage fetch-weights "
-            f"{fetch}' (needs the network), or download {source.url} and put it there "
-            f"(or pass its path with --weights-path). For a smoke run without a trained model, "
-            f"use --weights random.")
+    # The first sentence says what to do: editors show this line as the daemon's reason.
+    return (f"Run 'neural-mirage fetch-weights {fetch}' once (it needs the network): the "
+            f"{source.label} weights were not found at {path}. Or download {source.url} and put "
+            f"it there (or pass its path with --weights-path); for a smoke run without a trained "
+            f"model, use --weights random.")
 
 
 def verify_file(path: Path, sha256_prefix: str) -> bool:

@@ -93,8 +93,9 @@ def start_daemon(runtime_dir: Path | None = None, cache_dir: Path | None = None,
     raise RuntimeError("daemon did not start in time")
 
 
-def rendered(daemon: DaemonProcess, pixels, order: str, params: dict, mask=None):
-    """The daemon's own result for ``pixels`` (H, W, 4 uint8), as an array of the same layout.
+def rendered(daemon: DaemonProcess, pixels, order: str, params: dict, mask=None, output=None):
+    """The daemon's own result for ``pixels`` (H, W, 4; uint8, uint16 or float32), as an array
+    of the same layout, sized ``output`` (width, height) when given.
 
     Renders are deterministic, so the plug-in tests compare an editor's new layer with this.
     """
@@ -102,9 +103,12 @@ def rendered(daemon: DaemonProcess, pixels, order: str, params: dict, mask=None)
 
     from neural_mirage.daemon.protocol import image_meta
 
+    dtype = {np.dtype(np.uint8): "u8", np.dtype(np.uint16): "u16",
+             np.dtype(np.float32): "f32"}[pixels.dtype]
     height, width = pixels.shape[:2]
     with daemon.client(timeout=60) as c:
-        result = c.render(pixels.tobytes(), image_meta(width, height, 4, "u8", order), params,
-                          mask=None if mask is None else mask.tobytes())
+        result = c.render(pixels.tobytes(), image_meta(width, height, 4, dtype, order), params,
+                          mask=None if mask is None else mask.tobytes(), output=output)
         c.ack(result.job)
-    return np.frombuffer(result.pixels, np.uint8).reshape(height, width, 4)
+    out_w, out_h = output or (width, height)
+    return np.frombuffer(result.pixels, pixels.dtype).reshape(out_h, out_w, 4)

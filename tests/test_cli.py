@@ -71,7 +71,7 @@ def test_missing_weights_say_how_to_get_them(tmp_path, photo):
     r = run("render", photo, tmp_path / "o.png", "--size", "48",
             env={"TORCH_HOME": str(tmp_path / "empty-torch-home")})
     assert r.returncode == 2
-    assert "weights not found" in r.stderr and "fetch-weights" in r.stderr
+    assert "weights were not found" in r.stderr and "fetch-weights" in r.stderr
     assert "--weights random" in r.stderr
     assert "Traceback" not in r.stderr
 

@@ -68,6 +68,9 @@ def test_progress_is_in_order_with_previews(client):
                            on_progress=lambda p, frame: events.append((p, frame)))
     assert [p["iteration"] for p, _ in events] == list(range(10))
     assert [p["scale"] for p, _ in events] == [1] * 4 + [2] * 6
+    # what a person reads: the iterations of each scale, the final one as many as asked for
+    assert [p["scale_iteration"] for p, _ in events] == [0, 1, 2, 3, 1, 2, 3, 4, 5, 6]
+    assert [p["scale_iterations"] for p, _ in events] == [3] * 4 + [6] * 6
     assert all(p["total"] == 9 for p, _ in events)
     previews = [(p["preview"], frame) for p, frame in events if frame is not None]
     assert len(previews) == 4
@@ -85,6 +88,50 @@ def test_mask_makes_outside_transparent(client):
     alpha = np.frombuffer(result.pixels, np.uint8).reshape(32, 40, 4)[..., 3]
     assert alpha[0, 0] == 0 and alpha[16, 25] == 255
     client.ack(result.job)
+
+
+def test_output_scales_the_result_to_the_area_with_a_full_size_mask(client):
+    """An editor sends its area scaled down to the render size; the result comes back at the
+    area's size, masked by the full-size selection, in range (no bicubic overshoot)."""
+    raw, meta = bgra(40, 32)
+    mask = np.zeros((80, 100), np.uint8)
+    mask[20:60, 25:90] = 255
+    result = client.render(raw, meta, TINY, mask=mask.tobytes(), output=(100, 80))
+    assert result.image == {**meta, "width": 100, "height": 80}
+    alpha = np.frombuffer(result.pixels, np.uint8).reshape(80, 100, 4)[..., 3]
+    assert (alpha[mask == 0] == 0).all()
+    assert alpha[40, 80] == 255 and 120 <= alpha[40, 30] <= 136  # the source's alpha, scaled
+    client.ack(result.job)
+
+    floats = np.random.default_rng(1).random((32, 40, 4), dtype=np.float32)
+    meta = P.image_meta(40, 32, 4, "f32", "RGBA")
+    result = client.render(floats.tobytes(), meta, TINY, output=(160, 128))
+    out = np.frombuffer(result.pixels, np.float32).reshape(128, 160, 4)
+    assert out.min() >= 0.0 and out.max() <= 1.0
+    client.ack(result.job)
+
+
+def test_estimate_gives_the_time_and_a_quick_size(client):
+    params = {"size": 512, "iterations": 300}
+    reply = client.estimate(params, 6000, 4000)
+    assert reply["type"] == P.ESTIMATE_REPLY and reply["device"] == "cpu"
+    assert reply["render"] == [512, 341] and reply["size"] == 512
+    assert reply["iterations"] == 75 + 150 + 300
+    bigger = client.estimate({**params, "size": 1024}, 6000, 4000)
+    assert bigger["seconds"] > 3 * reply["seconds"]
+    quick = reply["quick_size"]
+    assert 32 <= quick < 6000 and reply["quick_seconds"] <= 90.0
+    assert client.estimate({**params, "size": quick + 1}, 6000, 4000)["seconds"] >= 89.95
+    assert client.estimate({"size": 64, "iterations": 2}, 120, 80)["quick_size"] == 120
+
+
+def test_estimate_is_the_right_order_of_magnitude(client):
+    raw, meta = bgra(96, 72)
+    params = {"size": 96, "iterations": 20, "scales": 1, "early_stop": 0.0}
+    estimate = client.estimate(params, 96, 72)["seconds"]
+    result = client.render(raw, meta, params)
+    client.ack(result.job)
+    assert estimate / 3 < result.header["elapsed"] < estimate * 3
 
 
 def test_cancel_mid_job(client):
@@ -220,6 +267,15 @@ def test_bad_requests_get_stable_codes(daemon, client):
         ({"type": P.SUBMIT, "image": meta, "frobs": 1}, [raw], P.E_BAD_MESSAGE),
         ({"type": P.SUBMIT, "image": {**meta, "width": 10**6, "height": 10**6}}, [raw],
          P.E_TOO_LARGE),
+        ({"type": P.SUBMIT, "image": meta, "output": {"width": 0, "height": 5}}, [raw],
+         P.E_BAD_MESSAGE),
+        ({"type": P.SUBMIT, "image": meta, "output": {"width": 10**5, "height": 10**5}}, [raw],
+         P.E_TOO_LARGE),
+        ({"type": P.SUBMIT, "image": meta, "output": {"width": 80, "height": 64},
+          "mask": P.image_meta(40, 32, 1, "u8", "A")}, [raw, bytes(40 * 32)], P.E_BAD_IMAGE),
+        ({"type": P.ESTIMATE, "params": {}, "width": 100}, [], P.E_BAD_MESSAGE),
+        ({"type": P.ESTIMATE, "params": {"size": 7}, "width": 100, "height": 80}, [],
+         P.E_BAD_PARAMS),
         ({"type": P.CANCEL, "job": "nope"}, [], P.E_UNKNOWN_JOB),
         ({"type": P.FETCH, "job": 7}, [], P.E_BAD_MESSAGE),
         ({"type": P.ACK, "job": "0" * 32}, [], P.E_UNKNOWN_JOB),

@@ -1,4 +1,7 @@
-"""The GIMP plug-in inside the real GIMP 3.0 (a Debian 13 chroot), against a real daemon.
+"""The GIMP plug-in inside the real GIMP 3.0 (a Debian 13 chroot), against a real daemon, used as
+an artist uses it: a photo, render sizes smaller and larger than the area, selections away from
+the origin, 8-bit, 16-bit and float images, a camera-size layer, and the second and third GIMP
+session with the stored configuration.
 
 GIMP runs in the chroot; the daemon runs here and listens on TCP loopback, which the chroot
 shares. install/gimp3-chroot.sh builds the chroot (CI runs it through install/setup.sh --test).
@@ -26,14 +29,14 @@ from .daemon_process import rendered, start_daemon
 ROOT = Path(os.environ.get("NEURAL_MIRAGE_GIMP_CHROOT", "/opt/neural-mirage-gimp3"))
 pytestmark = pytest.mark.skipif(not (ROOT / "usr/bin/gimp-console-3.0").exists(),
                                 reason="the GIMP 3 chroot is built by install/gimp3-chroot.sh")
-W, H = 96, 64
-SETTINGS = {"preset": "Mirage (fc7)", "iterations": 10, "seed": 5, "see": "church",
-            "see_weight": 2.0}
-PDB_SETTINGS = {"preset": "Mirage (fc7)", "iterations": 10, "seed": 5, "see": "church",
-                "see-weight": 2.0}
+REPO = Path(__file__).resolve().parent.parent
 DRIVER = Path(__file__).parent / "hosts" / "gimp_driver.py"
 PICKER = Path(__file__).parent / "hosts" / "gimp_picker.py"
 ARTIFACTS = Path(os.environ.get("NEURAL_MIRAGE_ARTIFACTS", "/tmp/neural-mirage-artifacts"))
+#: The daemon refuses images over 1 MP here: a camera-size layer only gets through when the
+#: plug-in scales it down to the render size before sending it.
+MAX_PIXELS = 1_000_000
+BASE = {"preset": "Mirage (fc7)", "iterations": 4, "seed": 5}
 
 
 def free_port() -> int:
@@ -42,115 +45,228 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def source_pixels() -> np.ndarray:
-    y, x = np.mgrid[0:H, 0:W]
-    rgba = np.stack([(x * 5) % 256, (y * 7) % 256, (x * y) % 256, np.full_like(x, 255)], axis=2)
-    return rgba.astype(np.uint8)
+def photo(width: int, height: int) -> np.ndarray:
+    """The bundled example photo at the given size, as 8-bit RGBA."""
+    image = Image.open(REPO / "examples" / "village.png").convert("RGBA")
+    return np.asarray(image.resize((width, height), Image.Resampling.BICUBIC))
 
 
 @pytest.fixture(scope="module")
 def daemon():
     port = free_port()
-    d = start_daemon(None, None, "--bind", f"tcp://127.0.0.1:{port}")
+    d = start_daemon(None, None, "--bind", f"tcp://127.0.0.1:{port}", "--max-pixels",
+                     str(MAX_PIXELS))
     yield d
     d.stop()
 
 
-def chroot_work(endpoint: str | None) -> tuple[Path, Path]:
-    """A folder inside the chroot (and its path as seen there) with the plug-in installed and,
-    when ``endpoint`` is given, a connection file that points at the daemon."""
-    work = Path(tempfile.mkdtemp(prefix="nm-gimp-", dir=ROOT / "tmp"))
-    cfg = work / "cfg"
-    r = subprocess.run([sys.executable, "-m", "neural_mirage.cli", "install-plugin", "gimp",
-                        "--weights", "random"], env={**os.environ, "GIMP3_DIRECTORY": str(cfg)},
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    (work / "run").mkdir(mode=0o700)
-    if endpoint is not None:
-        (work / "run" / "daemon.json").write_text(json.dumps(
-            {"endpoint": endpoint, "protocol": 1, "version": "test", "pid": 0}))
-    return work, Path("/tmp") / work.name
+class GimpHome:
+    """A GIMP configuration folder inside the chroot with the plug-in installed; kept between
+    sessions like an artist's, so a later session reads what an earlier one stored."""
+
+    def __init__(self, endpoint: str | None) -> None:
+        self.work = Path(tempfile.mkdtemp(prefix="nm-gimp-", dir=ROOT / "tmp"))
+        self.inside = Path("/tmp") / self.work.name
+        r = subprocess.run([sys.executable, "-m", "neural_mirage.cli", "install-plugin", "gimp",
+                            "--weights", "random"],
+                           env={**os.environ, "GIMP3_DIRECTORY": str(self.work / "cfg")},
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        (self.work / "run").mkdir(mode=0o700)
+        if endpoint is not None:
+            (self.work / "run" / "daemon.json").write_text(json.dumps(
+                {"endpoint": endpoint, "protocol": 1, "version": "test", "pid": 0}))
+        shutil.copy2(DRIVER, self.work / "driver.py")
+
+    def env(self) -> dict[str, str]:
+        return {"HOME": str(self.inside), "GIMP3_DIRECTORY": str(self.inside / "cfg"),
+                "NEURAL_MIRAGE_RUNTIME_DIR": str(self.inside / "run"),
+                "NEURAL_MIRAGE_CACHE_DIR": str(self.inside / "cache"), "PATH": "/usr/bin:/bin"}
+
+    def session(self, pixels: np.ndarray, calls: list[dict], precision: str = "u8") -> dict:
+        """One GIMP session: an image of ``pixels`` (8-bit RGBA) at ``precision``, then the
+        plug-in called once per entry of ``calls``."""
+        height, width = pixels.shape[:2]
+        (self.work / "photo.rgba").write_bytes(pixels.tobytes())
+        scenario = {"image": {"width": width, "height": height, "precision": precision,
+                              "pixels": str(self.inside / "photo.rgba")}, "calls": calls}
+        (self.work / "scenario.json").write_text(json.dumps(scenario))
+        out = self.work / "result.json"
+        out.unlink(missing_ok=True)
+        env = {**self.env(), "MIRAGE_GIMP_OUT": str(self.inside / "result.json"),
+               "MIRAGE_GIMP_SCENARIO": str(self.inside / "scenario.json")}
+        gimp = subprocess.run(
+            ["chroot", str(ROOT), "env", "-i", *(f"{k}={v}" for k, v in env.items()),
+             "gimp-console-3.0", "-i", "--batch-interpreter=python-fu-eval",
+             "-b", f"exec(open('{self.inside / 'driver.py'}').read())", "--quit"],
+            capture_output=True, text=True, timeout=600)
+        assert out.exists(), f"GIMP wrote no result (rc {gimp.returncode}):\n{gimp.stderr[-4000:]}"
+        assert gimp.returncode == 0, gimp.stderr[-4000:]
+        return json.loads(out.read_text())
+
+    def remove(self) -> None:
+        shutil.rmtree(self.work, ignore_errors=True)
 
 
-def run_gimp(mode: str, endpoint: str | None) -> dict:
-    work, inside = chroot_work(endpoint)
-    shutil.copy2(DRIVER, work / "driver.py")
-    env = {"HOME": str(inside), "GIMP3_DIRECTORY": str(inside / "cfg"),
-           "NEURAL_MIRAGE_RUNTIME_DIR": str(inside / "run"),
-           "NEURAL_MIRAGE_CACHE_DIR": str(inside / "cache"),
-           "MIRAGE_GIMP_OUT": str(inside / "result.json"), "MIRAGE_GIMP_MODE": mode,
-           "MIRAGE_GIMP_SETTINGS": json.dumps(PDB_SETTINGS), "PATH": "/usr/bin:/bin"}
-    gimp = subprocess.run(
-        ["chroot", str(ROOT), "env", "-i", *(f"{k}={v}" for k, v in env.items()),
-         "gimp-console-3.0", "-i", "--batch-interpreter=python-fu-eval",
-         "-b", f"exec(open('{inside / 'driver.py'}').read())", "--quit"],
-        capture_output=True, text=True, timeout=300)
-    out = work / "result.json"
-    assert out.exists(), f"GIMP wrote no result (rc {gimp.returncode}):\n{gimp.stderr[-4000:]}"
-    assert gimp.returncode == 0, gimp.stderr[-4000:]
-    result = json.loads(out.read_text())
-    shutil.rmtree(work, ignore_errors=True)
-    return result
+@pytest.fixture()
+def gimp(daemon):
+    home = GimpHome(daemon.endpoint)
+    yield home
+    home.remove()
 
 
-def expected(daemon, pixels: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
-    height, width = pixels.shape[:2]
-    return rendered(daemon, pixels, "RGBA", Settings(**SETTINGS).params(width, height), mask)
+def layer_pixels(call: dict, dtype: type = np.uint8) -> np.ndarray:
+    width, height = call["size"]
+    return np.frombuffer(bytes.fromhex(call["pixels"]), dtype).reshape(height, width, 4)
 
 
-def test_plugin_renders_through_the_pdb(daemon):
-    res = run_gimp("render", daemon.endpoint)
+def daemon_result(daemon, sent: dict, dtype: type = np.uint8) -> np.ndarray:
+    """The daemon's own render of what the plug-in sent, at the area's size."""
+    width, height = sent["send"]
+    pixels = np.frombuffer(bytes.fromhex(sent["pixels"]), dtype).reshape(height, width, 4)
+    _, _, area_w, area_h = sent["area"]
+    mask = None
+    if sent["mask"] is not None:
+        mask = np.frombuffer(bytes.fromhex(sent["mask"]), np.uint8).reshape(area_h, area_w)
+    return rendered(daemon, pixels, "RGBA", sent["params"], mask, output=(area_w, area_h))
+
+
+def save(pixels: np.ndarray, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    if pixels.dtype != np.uint8:
+        pixels = np.round(np.clip(pixels, 0, 1) * 255).astype(np.uint8)
+    Image.fromarray(pixels).save(ARTIFACTS / name)
+
+
+def test_whole_layer_last_values_and_selection_at_layer_size(gimp, daemon):
+    settings = {**BASE, "size_mode": "layer", "see": "church", "see_weight": 2.0}
+    pixels = photo(96, 64)
+    res = gimp.session(pixels, [
+        {"settings": settings, "record": True},
+        {"mode": "last_vals"},
+        {"settings": settings, "selection": ["rect", 20, 16, 48, 40], "record": True},
+    ])
     assert res["found"], "python-fu-neural-mirage is not registered"
     assert "<Image>/Filters/Artistic" in res["menu"]
-    assert res["whole_status"] == "success", res["whole_error"]
-    whole = res["whole"]
-    assert whole["name"] == Settings(**SETTINGS).layer_name()
-    assert whole["offsets"] == [0, 0] and whole["size"] == [W, H]
-    got = np.frombuffer(bytes.fromhex(whole["pixels"]), np.uint8).reshape(H, W, 4)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(got).save(ARTIFACTS / "gimp-whole-layer.png")
-    np.testing.assert_array_equal(got, expected(daemon, source_pixels(), None))
-
-    assert res["last_vals_status"] == "success", res["last_vals_error"]
-    assert res["last_vals_same"], "a with-last-values run did not reuse the last settings"
-
-    assert res["selection_status"] == "success", res["selection_error"]
-    selected = res["selection"]
+    whole, again, selected = res["calls"]
+    assert whole["status"] == "success", whole["error"]
+    assert whole["name"] == Settings(**settings).layer_name()
+    assert whole["offsets"] == [0, 0] and whole["size"] == [96, 64]
+    assert whole["sent"]["send"] == [96, 64] and whole["sent"]["params"]["size"] == 96
+    np.testing.assert_array_equal(layer_pixels(whole), daemon_result(daemon, whole["sent"]))
+    assert again["status"] == "success", again["error"]
+    assert again["pixels"] == whole["pixels"], "a with-last-values run used other settings"
+    assert selected["status"] == "success", selected["error"]
     assert selected["offsets"] == [20, 16] and selected["size"] == [48, 40]
-    got = np.frombuffer(bytes.fromhex(selected["pixels"]), np.uint8).reshape(40, 48, 4)
-    Image.fromarray(got).save(ARTIFACTS / "gimp-selection-layer.png")
-    mask = np.full((40, 48), 255, np.uint8)
-    np.testing.assert_array_equal(got, expected(daemon, source_pixels()[16:56, 20:68], mask))
+    np.testing.assert_array_equal(layer_pixels(selected),
+                                  daemon_result(daemon, selected["sent"]))
     assert res["base_unchanged"]
     assert res["layers"][-1] == "base" and len(res["layers"]) == 4
 
 
-def test_no_daemon_is_an_execution_error_with_the_reason():
-    res = run_gimp("nodaemon", None)
-    assert res["found"]
-    assert res["whole_status"] == "execution-error"
-    assert "Could not reach or start the neural-mirage render daemon" in res["whole_error"]
+@pytest.mark.parametrize(("name", "selection", "size"), [
+    ("whole-160", None, 160),
+    ("rect-96", ["rect", 150, 100, 240, 160], 96),
+    ("ellipse-320", ["ellipse", 150, 100, 240, 160], 320),
+], ids=["whole-smaller", "rect-smaller", "ellipse-larger"])
+def test_result_lands_on_the_area_whatever_the_render_size(gimp, daemon, name, selection, size):
+    """A 600x400 photo rendered smaller and larger than the area: the new layer covers exactly
+    the area (a selection away from the origin included) and holds the daemon's render of what
+    the plug-in sent, scaled to the area."""
+    settings = {**BASE, "size_mode": "custom", "size": size}
+    res = gimp.session(photo(600, 400), [
+        {"settings": settings, "selection": selection, "record": True}])
+    (call,) = res["calls"]
+    assert call["status"] == "success", call["error"]
+    x, y, w, h = selection[1:] if selection else (0, 0, 600, 400)
+    assert call["offsets"] == [x, y], "the new layer is not where the area is"
+    assert call["size"] == [w, h]
+    got = layer_pixels(call)
+    save(got, f"gimp-{name}.png")
+    sent = call["sent"]
+    assert max(sent["send"]) == min(size, max(w, h)), "the area was not scaled to the render"
+    np.testing.assert_array_equal(got, daemon_result(daemon, sent))
+    if selection and selection[0] == "ellipse":
+        assert got[0, 0, 3] == 0 and got[h // 2, w // 2, 3] == 255
+    assert res["base_unchanged"]
+
+
+@pytest.mark.parametrize("precision", ["u16", "float"])
+def test_high_precision_images_in_place_and_in_range(gimp, daemon, precision):
+    """16-bit and float images travel as float; a smaller render scaled back to the area keeps
+    its values in [0, 1] (scaling in the editor overshot below 0)."""
+    settings = {**BASE, "size_mode": "custom", "size": 64}
+    res = gimp.session(photo(240, 160), [
+        {"settings": settings, "selection": ["rect", 40, 30, 160, 100], "record": True}],
+        precision=precision)
+    (call,) = res["calls"]
+    assert call["status"] == "success", call["error"]
+    assert call["offsets"] == [40, 30] and call["size"] == [160, 100]
+    got = layer_pixels(call, np.float32)
+    save(got, f"gimp-{precision}.png")
+    assert got.min() >= 0.0 and got.max() <= 1.0
+    expected = daemon_result(daemon, call["sent"], np.float32)
+    tolerance = 1.0 / 65535 if precision == "u16" else 1e-6
+    np.testing.assert_allclose(got, expected, atol=tolerance)
+
+
+def test_second_and_third_session_use_the_stored_configuration(gimp):
+    """GIMP stores the procedure's arguments; from the second session on, an empty string comes
+    back as NULL. Calls that leave the strings (see, custom layers) at their defaults must keep
+    working in every session."""
+    settings = {"iterations": 2, "size_mode": "custom", "size": 48}
+    for session in (1, 2, 3):
+        res = gimp.session(photo(64, 48), [{"settings": settings}])
+        (call,) = res["calls"]
+        assert call["status"] == "success", f"session {session}: {call['error']}"
+        assert call["size"] == [64, 48]
+
+
+def test_camera_size_layer_is_scaled_down_before_sending(gimp, daemon):
+    """A 4000x3000 layer (12 MP) through a daemon that takes at most 1 MP: a small render works
+    because only the render size is sent; the quick look's size fits the daemon's time budget."""
+    quick = {**BASE, "iterations": 300, "size_mode": "quick"}
+    small = {**BASE, "iterations": 2, "size_mode": "custom", "size": 200}
+    res = gimp.session(photo(4000, 3000), [
+        {"settings": quick, "record": True, "run": False},
+        {"settings": small, "record": True}])
+    planned, call = res["calls"]
+    assert call["status"] == "success", call["error"]
+    assert call["offsets"] == [0, 0] and call["size"] == [4000, 3000]
+    assert call["sent"]["send"] == [200, 150]
+    assert planned["sent"]["params"]["size"] < 4000
+    assert planned["sent"]["seconds"] <= 90.0
+
+
+def test_no_daemon_is_an_execution_error_that_says_what_to_do():
+    home = GimpHome(None)
+    try:
+        res = home.session(photo(96, 64), [{"settings": {**BASE, "size_mode": "layer"}}])
+    finally:
+        home.remove()
+    (call,) = res["calls"]
+    assert call["status"] == "execution-error"
+    assert call["error"].startswith("Check that neural-mirage is installed"), call["error"]
+    assert ".." not in call["error"]
     assert res["layers"] == ["base"] and res["base_unchanged"]
 
 
 @pytest.mark.skipif(shutil.which("Xvfb") is None or shutil.which("xdotool") is None,
                     reason="Xvfb and xdotool are installed by install/test-hosts.sh")
-def test_class_picker_offers_and_inserts_classes_in_gimps_gtk(daemon):
+def test_class_picker_offers_and_inserts_classes_in_gimps_gtk(gimp):
     """The dialog's "Make it see" entry, built by the plug-in on GIMP's own GTK 3 (batch GIMP
-    has no display, so the entry is shown in a window of its own on Xvfb)."""
-    work, inside = chroot_work(daemon.endpoint)
-    shutil.copy2(PICKER, work / "picker.py")
+    has no display, so the entry is shown in a narrow window of its own on Xvfb)."""
+    shutil.copy2(PICKER, gimp.work / "picker.py")
     xvfb = subprocess.Popen(["Xvfb", "-displayfd", "1", "-screen", "0", "640x360x24",
                              "-listen", "tcp"], stdout=subprocess.PIPE, text=True)
     try:
         display = xvfb.stdout.readline().strip()
-        env = {"HOME": str(inside), "DISPLAY": f"127.0.0.1:{display}", "PATH": "/usr/bin:/bin",
-               "NEURAL_MIRAGE_RUNTIME_DIR": str(inside / "run")}
-        plugin_dir = inside / "cfg" / "plug-ins" / "neural-mirage"
+        env = {**gimp.env(), "DISPLAY": f"127.0.0.1:{display}"}
+        plugin_dir = gimp.inside / "cfg" / "plug-ins" / "neural-mirage"
         picker = subprocess.Popen(
             ["chroot", str(ROOT), "env", "-i", *(f"{k}={v}" for k, v in env.items()),
-             "python3", str(inside / "picker.py"), str(plugin_dir), "lakes",
-             str(inside / "picker.json"), str(inside / "picker.png")],
+             "python3", str(gimp.inside / "picker.py"), str(plugin_dir), "lakes",
+             str(gimp.inside / "picker.json"), str(gimp.inside / "picker.png")],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         keys = {**os.environ, "DISPLAY": f":{display}"}
         for line, command in (("READY", ["type", "--delay", "80", "lakes"]),
@@ -162,10 +278,10 @@ def test_class_picker_offers_and_inserts_classes_in_gimps_gtk(daemon):
         xvfb.terminate()
         xvfb.wait(10)
     assert picker.returncode == 0, errors[-3000:]
-    res = json.loads((work / "picker.json").read_text())
+    res = json.loads((gimp.work / "picker.json").read_text())
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(work / "picker.png", ARTIFACTS / "gimp-class-picker.png")
-    shutil.rmtree(work, ignore_errors=True)
+    shutil.copy2(gimp.work / "picker.png", ARTIFACTS / "gimp-class-picker.png")
     assert res["error"] == "" and res["count"] == 1000
     assert res["offers"] == ["lakeside"]
     assert res["text"] == "church, lakeside, "
+    assert res["entry_width"] >= res["placeholder_width"] + 8, "the hint is cut off"

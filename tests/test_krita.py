@@ -1,40 +1,57 @@
-"""The Krita plug-in inside the real Krita 5 (Debian's), under Xvfb, against a real daemon."""
+"""The Krita plug-in inside the real Krita 5 (Debian's), under Xvfb, against a real daemon, used
+as an artist uses it: the menu, the dialog's fields and buttons, a photo, render sizes smaller and
+larger than the area, rectangle and ellipse selections away from the origin, one undo, 8-bit,
+16-bit and float layers, a camera-size layer, a daemon that has to be started, a daemon that
+cannot start."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-from neural_mirage.plugins.shared.presets import Settings
+from PIL import Image
 
 from .daemon_process import rendered, short_dir, start_daemon
 
 pytestmark = pytest.mark.skipif(shutil.which("krita") is None or shutil.which("Xvfb") is None,
                                 reason="Krita and Xvfb are installed by install/test-hosts.sh")
 
+REPO = Path(__file__).resolve().parent.parent
 HOSTS = Path(__file__).parent / "hosts"
-W, H = 96, 64
-SETTINGS = {"preset": "Mirage (fc7)", "iterations": 12, "seed": 3, "see": "church, ",
-            "see_weight": 2.0}
 ARTIFACTS = Path(os.environ.get("NEURAL_MIRAGE_ARTIFACTS", "/tmp/neural-mirage-artifacts"))
+#: The daemon refuses images over 1 MP here: a camera-size layer only gets through when the
+#: plug-in scales it down to the render size before sending it.
+MAX_PIXELS = 1_000_000
+BASE = {"preset": "Mirage (fc7)", "iterations": 4, "seed": 3}
+#: Krita's layouts: integer RGBA is B,G,R,A, float RGBA is R,G,B,A.
+DEPTHS = {"U8": (np.uint8, "BGRA"), "U16": (np.uint16, "BGRA"), "F32": (np.float32, "RGBA")}
 
 
-def source_pixels() -> np.ndarray:
-    y, x = np.mgrid[0:H, 0:W]
-    bgra = np.stack([(x * 5) % 256, (y * 7) % 256, (x * y) % 256, np.full_like(x, 255)], axis=2)
-    return bgra.astype(np.uint8)
+def photo(width: int, height: int, depth: str = "U8") -> np.ndarray:
+    """The bundled example photo at the given size, in Krita's layout for ``depth``."""
+    image = Image.open(REPO / "examples" / "village.png").convert("RGBA")
+    rgba = np.asarray(image.resize((width, height), Image.Resampling.BICUBIC))
+    dtype, order = DEPTHS[depth]
+    pixels = rgba[..., [2, 1, 0, 3]] if order == "BGRA" else rgba
+    if dtype == np.uint8:
+        return np.ascontiguousarray(pixels)
+    if dtype == np.uint16:
+        return pixels.astype(np.uint16) * 257
+    return (pixels / 255.0).astype(np.float32)
 
 
-def install_plugin(home: Path, env: dict[str, str]) -> None:
+def install_plugin(home: Path, env: dict[str, str], weights: str) -> None:
+    """The plug-in as ``install-plugin`` installs it (the daemon it starts loads ``weights``),
+    plus the test driver."""
     r = subprocess.run([sys.executable, "-m", "neural_mirage.cli", "install-plugin", "krita",
-                        "--weights", "random"], env={**env, "HOME": str(home)},
+                        "--weights", weights], env={**env, "HOME": str(home)},
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     pykrita = home / ".local/share/krita/pykrita"
@@ -44,8 +61,18 @@ def install_plugin(home: Path, env: dict[str, str]) -> None:
     kritarc.write_text(kritarc.read_text() + "enable_krita_driver=true\n")
 
 
-def run_krita(home: Path, env: dict[str, str], spec: dict) -> dict:
-    spec = {**spec, "out": str(home / "result.json")}
+def run_krita(env: dict[str, str], spec: dict, pixels: np.ndarray, depth: str = "U8",
+              weights: str = "random") -> dict:
+    """Krita with the plug-in and the test driver in a fresh home, running ``spec`` on a
+    document of ``pixels``."""
+    home = short_dir("nm-krita-")
+    install_plugin(home, env, weights)
+    (home / "photo.raw").write_bytes(pixels.tobytes())
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    height, width = pixels.shape[:2]
+    spec = {**spec, "out": str(home / "result.json"), "artifacts": str(ARTIFACTS),
+            "document": {"width": width, "height": height, "depth": depth,
+                         "pixels": str(home / "photo.raw")}}
     (home / "scenario.json").write_text(json.dumps(spec))
     xvfb = subprocess.Popen(["Xvfb", "-displayfd", "1", "-screen", "0", "1280x900x24",
                              "-nolisten", "tcp"], stdout=subprocess.PIPE, text=True)
@@ -55,74 +82,158 @@ def run_krita(home: Path, env: dict[str, str], spec: dict) -> dict:
                    "MIRAGE_KRITA_SCENARIO": str(home / "scenario.json")}
         run_env.pop("QT_QPA_PLATFORM", None)
         krita = subprocess.run(["krita", "--nosplash"], env=run_env, capture_output=True,
-                               text=True, timeout=400)
+                               text=True, timeout=600)
     finally:
         xvfb.terminate()
         xvfb.wait(10)
     out = home / "result.json"
     assert out.exists(), f"Krita wrote no result (rc {krita.returncode}):\n{krita.stderr[-3000:]}"
     result = json.loads(out.read_text())
+    shutil.rmtree(home, ignore_errors=True)
     assert result["ok"], result.get("traceback")
     return result
 
 
 @pytest.fixture(scope="module")
 def daemon():
-    d = start_daemon()
+    d = start_daemon(None, None, "--max-pixels", str(MAX_PIXELS))
     yield d
     d.stop()
 
 
-def expected(daemon, pixels: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
-    height, width = pixels.shape[:2]
-    return rendered(daemon, pixels, "BGRA", Settings(**SETTINGS).params(width, height), mask)
+def with_bridge(env: dict[str, str], bridge: bool) -> dict[str, str]:
+    return {**env, "NEURAL_MIRAGE_BRIDGE": "1" if bridge else "0"}
+
+
+def layer_pixels(render: dict, dtype: type) -> np.ndarray:
+    _, _, width, height = render["sent"]["area"]
+    return np.frombuffer(bytes.fromhex(render["pixels"]), dtype).reshape(height, width, 4)
+
+
+def daemon_result(daemon, render: dict, depth: str) -> np.ndarray:
+    """The daemon's own render of what the plug-in sent, at the area's size."""
+    dtype, order = DEPTHS[depth]
+    sent = render["sent"]
+    width, height = sent["send"]
+    pixels = np.frombuffer(bytes.fromhex(sent["pixels"]), dtype).reshape(height, width, 4)
+    _, _, area_w, area_h = sent["area"]
+    mask = None
+    if sent["mask"] is not None:
+        mask = np.frombuffer(bytes.fromhex(sent["mask"]), np.uint8).reshape(area_h, area_w)
+    return rendered(daemon, pixels, order, sent["params"], mask, output=(area_w, area_h))
 
 
 @pytest.mark.parametrize("bridge", [False, True], ids=["pyzmq", "bridge"])
-def test_plugin_renders_whole_layer_and_selection_in_krita(daemon, bridge):
-    home = short_dir("nm-krita-")
-    install_plugin(home, daemon.env)
-    env = {**daemon.env, "NEURAL_MIRAGE_BRIDGE": "1" if bridge else "0"}
-    screenshot = ARTIFACTS / f"krita-{'bridge' if bridge else 'pyzmq'}.png"
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    res = run_krita(home, env, {"mode": "render", "settings": SETTINGS, "see_typed": "chur",
-                                "screenshot": str(screenshot)})
-    assert res["action"], "the Neural Mirage action is not registered"
+def test_class_picker_and_cancel_in_the_dialog(daemon, bridge):
+    res = run_krita(with_bridge(daemon.env, bridge),
+                    {"mode": "picker", "see_typed": "chur"}, photo(96, 64))
     assert res["classes_error"] == ""
+    assert res["placeholder_fits"], f"the hint {res['placeholder']!r} is cut off"
     assert res["picker_popup_visible"] and res["picker_matches"][0] == "church"
-    assert res["picker_text"] == SETTINGS["see"]  # picked from the list with the keyboard
-    assert res["dialog_status"].startswith("Done"), res["dialog_status"]
-    assert res["whole_name"] == Settings(**SETTINGS).layer_name()
-    assert res["layers_after_whole"] == ["Background", res["whole_name"]]
-
-    whole = np.frombuffer(bytes.fromhex(res["whole"]), np.uint8).reshape(H, W, 4)
-    np.testing.assert_array_equal(whole, expected(daemon, source_pixels(), None))
-
-    layer = np.frombuffer(bytes.fromhex(res["selection"]), np.uint8).reshape(H, W, 4)
-    inside = layer[16:56, 20:68]
-    mask = np.full((40, 48), 255, np.uint8)
-    np.testing.assert_array_equal(inside, expected(daemon, source_pixels()[16:56, 20:68], mask))
-    outside = layer.copy()
-    outside[16:56, 20:68] = 0
-    assert not outside.any(), "the new layer is not transparent outside the selection"
+    assert res["picker_text"] == "church, "  # picked from the list with the keyboard
+    assert "will take about" in res["question"] and "Render anyway?" in res["question"]
     assert res["cancel_status"] == "Cancelled."
     assert res["cancel_layers"][0] == res["cancel_layers"][1], "a cancelled render added a layer"
+
+
+@pytest.mark.parametrize("bridge", [False, True], ids=["pyzmq", "bridge"])
+def test_renders_land_on_the_selection_and_undo_in_one_step(daemon, bridge):
+    """A 600x400 photo: the dialog renders a rectangle at a size smaller than the area and an
+    ellipse at a larger one, both away from the origin; a script renders the whole layer. Each
+    new layer covers exactly its area, holds the daemon's render of what the plug-in sent, and
+    one undo removes it."""
+    area = [150, 100, 240, 160]
+    renders = [
+        {"settings": {**BASE, "size_mode": "custom", "size": 96},
+         "selection": ["rect", *area]},
+        {"settings": {**BASE, "size_mode": "custom", "size": 320, "see": "church"},
+         "selection": ["ellipse", *area]},
+        {"settings": {**BASE, "size_mode": "custom", "size": 160}, "script": True},
+    ]
+    res = run_krita(with_bridge(daemon.env, bridge),
+                    {"mode": "renders", "name": "bridge" if bridge else "pyzmq",
+                     "renders": renders}, photo(600, 400))
+    assert res["action"], "the Neural Mirage action is not registered"
+    rect, ellipse, script = res["renders"]
+    for render in (rect, ellipse):
+        assert render["error"] == "", render["error"]
+        assert render["status"].startswith("Done"), render["status"]
+        assert render["bounds"] == area, "the new layer is not where the selection is"
+        assert render["sent"]["area"] == area
+        assert sorted(render["layers"]) == sorted([*render["before"], render["name"]])
+        assert render["after_one_undo"] == render["before"], "one undo left part of the result"
+    assert max(rect["sent"]["send"]) == 96, "the area was not scaled down to the render size"
+    assert ellipse["sent"]["send"] == [240, 160]
+    assert script["bounds"] == [0, 0, 600, 400]
+    for name, render in (("rect", rect), ("ellipse", ellipse), ("script", script)):
+        got = layer_pixels(render, np.uint8)
+        Image.fromarray(got[..., [2, 1, 0, 3]]).save(ARTIFACTS / f"krita-{name}.png")
+        np.testing.assert_array_equal(got, daemon_result(daemon, render, "U8"))
+    inside_ellipse = layer_pixels(ellipse, np.uint8)[..., 3]
+    assert inside_ellipse[0, 0] == 0 and inside_ellipse[80, 120] == 255
+    # iterations as they were asked for: 4 at the final scale, 2 at the coarse one
+    for line in ("Scale 1/2 (160x106 px), iteration 2/2", "Scale 2/2 (320x213 px), iteration 4/4"):
+        assert any(s.startswith(line) for s in ellipse["statuses"]), ellipse["statuses"]
     assert res["base_unchanged"]
-    assert res["undo"][1] == res["undo"][0] - 1, "adding the result layer could not be undone"
-    assert screenshot.exists()
 
 
-def test_no_daemon_gives_a_clear_error_and_krita_stays_usable(tmp_path):
-    home = short_dir("nm-krita-")
+@pytest.mark.parametrize("depth", ["U16", "F32"])
+def test_high_precision_layers_in_place_and_in_range(daemon, depth):
+    renders = [{"settings": {**BASE, "size_mode": "custom", "size": 64},
+                "selection": ["rect", 40, 30, 160, 100]}]
+    res = run_krita(daemon.env, {"mode": "renders", "name": depth.lower(), "renders": renders},
+                    photo(240, 160, depth), depth)
+    (render,) = res["renders"]
+    assert render["error"] == "", render["error"]
+    assert render["bounds"] == [40, 30, 160, 100]
+    assert render["after_one_undo"] == render["before"]
+    dtype, _ = DEPTHS[depth]
+    got = layer_pixels(render, dtype)
+    expected = daemon_result(daemon, render, depth)
+    if depth == "F32":
+        assert got.min() >= 0.0 and got.max() <= 1.0
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_camera_size_layer_is_scaled_down_before_sending(daemon):
+    """A 4000x3000 layer (12 MP) through a daemon that takes at most 1 MP."""
+    renders = [{"settings": {**BASE, "iterations": 2, "size_mode": "custom", "size": 200},
+                "script": True, "record": False}]
+    res = run_krita(daemon.env, {"mode": "renders", "name": "camera", "renders": renders},
+                    photo(4000, 3000))
+    (render,) = res["renders"]
+    assert render["bounds"] == [0, 0, 4000, 3000]
+
+
+def test_starting_the_daemon_does_not_freeze_krita():
+    """No daemon runs: Render starts one (loading the network takes seconds) while Krita's
+    event loop keeps running and the dialog says what is happening."""
+    runtime, cache = short_dir("nm-spawn-"), short_dir("nm-spawn-cache-")
+    env = {**os.environ, "NEURAL_MIRAGE_RUNTIME_DIR": str(runtime),
+           "NEURAL_MIRAGE_CACHE_DIR": str(cache)}
+    try:
+        res = run_krita(env, {"mode": "spawn", "settings": {
+            **BASE, "iterations": 2, "size_mode": "layer"}}, photo(96, 64))
+    finally:
+        info = runtime / "daemon.json"
+        if info.exists():
+            os.kill(json.loads(info.read_text())["pid"], signal.SIGTERM)
+    assert res["error"] == "", res["error"]
+    assert res["status"].startswith("Done"), res["status"]
+    assert "Starting the neural-mirage daemon (loading the network)..." in res["statuses"]
+    assert res["max_gap"] < 1.0, f"Krita's event loop stopped for {res['max_gap']:.1f} s"
+
+
+def test_daemon_that_cannot_start_says_what_to_do_and_keeps_the_form(tmp_path):
     runtime, cache = short_dir("nm-none-"), short_dir("nm-none-cache-")
     env = {**os.environ, "NEURAL_MIRAGE_RUNTIME_DIR": str(runtime),
            "NEURAL_MIRAGE_CACHE_DIR": str(cache), "TORCH_HOME": str(tmp_path / "no-weights")}
-    install_plugin(home, env)
-    # the daemon the plug-in starts needs the real weights, which are missing here
-    config = home / ".local/share/krita/pykrita/neural_mirage_krita/_mirage/mirage_config.json"
-    data = json.loads(config.read_text())
-    config.write_text(json.dumps({**data, "daemon_args": ["--weights", "torchvision"]}))
-    res = run_krita(home, env, {"mode": "nodaemon", "settings": SETTINGS})
-    assert res["error_type"] == "MirageError"
-    assert "could not start" in res["error"] and "weights not found" in res["error"], res["error"]
+    res = run_krita(env, {"mode": "error", "settings": {**BASE, "size_mode": "layer"}},
+                    photo(96, 64), weights="torchvision")
+    for message in (res["script_error"], res["dialog_error"]):
+        assert message.startswith("Run 'neural-mirage fetch-weights torchvision' once"), message
+        assert "could not start" in message and ".." not in message
+    assert res["script_error_type"] == "MirageError"
+    assert res["error_box_visible"] and res["crushed_rows"] == []
+    assert res["max_gap"] < 1.0
     assert res["usable"]

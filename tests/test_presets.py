@@ -7,6 +7,7 @@ import pytest
 from neural_mirage.engine import RenderParams
 from neural_mirage.plugins.shared.presets import (
     PRESET_NAMES,
+    SIZE_MODES,
     Settings,
     class_matches,
     last_item,
@@ -18,9 +19,20 @@ from neural_mirage.plugins.shared.presets import (
 
 @pytest.mark.parametrize("preset", PRESET_NAMES)
 def test_every_preset_gives_valid_render_parameters(preset):
-    params = Settings(preset=preset).params(300, 200)
+    params = Settings(preset=preset).params(300)
     assert params["size"] == 300
     RenderParams.from_dict(params)  # the daemon accepts them
+
+
+def test_render_size_modes():
+    assert list(SIZE_MODES) == ["quick", "layer", "custom"]
+    assert Settings().size_mode == "quick"  # a first look at a camera photo by default
+    assert Settings(size_mode="quick").render_size(6000, 4000, quick_size=410) == 410
+    assert Settings(size_mode="quick").render_size(300, 200, quick_size=410) == 300
+    assert Settings(size_mode="layer").render_size(6000, 4000, quick_size=410) == 6000
+    assert Settings(size_mode="custom", size=96).render_size(6000, 4000, quick_size=410) == 96
+    with pytest.raises(ValueError, match="unknown render size"):
+        Settings(size_mode="huge").render_size(60, 40, quick_size=410)
 
 
 def test_custom_layers_and_errors():
@@ -45,13 +57,13 @@ def test_last_values_are_remembered(tmp_path, monkeypatch):
 
 def test_see_goes_into_the_parameters_and_the_layer_name():
     settings = Settings(see="church, lakeside:0.5, ", see_weight=2.0)
-    params = settings.params(64, 48)
+    params = settings.params(64)
     assert params["see"] == {"church": 1.0, "lakeside": 0.5} and params["see_weight"] == 2.0
     RenderParams.from_dict(params)
     assert settings.layer_name().endswith("sees church + lakeside)")
-    assert Settings().params(64, 48)["see"] == {}
+    assert Settings().params(64)["see"] == {}
     with pytest.raises(ValueError, match="class weight 'x'"):
-        Settings(see="church:x").params(64, 48)
+        Settings(see="church:x").params(64)
 
 
 def test_class_picker_offers_prefix_matches_first_and_completes_the_last_item():

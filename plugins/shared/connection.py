@@ -5,8 +5,8 @@ uses the vendored client directly. Krita's Windows and AppImage builds have neit
 starts a **bridge**: ``python -m neural_mirage.daemon.bridge`` run with neural-mirage's own Python
 (recorded at install time in ``mirage_config.json``). The bridge speaks the daemon protocol and
 relays it over its stdin/stdout as JSON headers plus raw frames, which needs only the standard
-library here. Both give the same small interface: ``hello``, ``classes``, ``submit``, ``watch``,
-``ack``, ``close``.
+library here. Both give the same small interface: ``hello``, ``classes``, ``estimate``,
+``submit``, ``watch``, ``ack``, ``close``.
 
 Standard library only (pyzmq is imported only when present).
 """
@@ -57,22 +57,32 @@ def daemon_command(config: dict[str, Any]) -> list[str] | None:
     return [python, "-m", "neural_mirage.cli", "daemon", *config.get("daemon_args", [])]
 
 
+_LOG = "~/.cache/neural-mirage/daemon.log"
+_COULD_NOT_START = "the daemon could not start: "
+
+
 def friendly(exc: Exception) -> MirageError:
-    """Turn a client or bridge error into a message a person can act on."""
+    """Turn a client or bridge error into a message whose first sentence says what to do."""
     if isinstance(exc, MirageError):
         return exc
     code = getattr(exc, "code", "error")
-    text = str(exc)
+    text = str(exc).strip().rstrip(".")
+    if code == "no_daemon" and text.startswith(_COULD_NOT_START):
+        # The daemon's own one-line error already says what to do (fetch the weights, ...).
+        why = text[len(_COULD_NOT_START):].removeprefix("neural-mirage: error: ")
+        return MirageError(f"{why}. (The neural-mirage render daemon could not start; its log: "
+                           f"{_LOG}.)", code)
     hints = {
-        "no_daemon": "Could not reach or start the neural-mirage render daemon: {text}. Is "
-                     "neural-mirage installed? Its log: ~/.cache/neural-mirage/daemon.log",
-        "timeout": "The neural-mirage daemon did not answer: {text}",
-        "version_mismatch": "The plug-in and the daemon are different versions: {text}",
-        "out_of_memory": "Out of memory: {text}",
-        "busy": "The daemon is busy: {text}",
+        "no_daemon": "Check that neural-mirage is installed and run 'neural-mirage "
+                     "install-plugin' again: the plug-in could not reach or start the render "
+                     "daemon ({text}). Its log: " + _LOG + ".",
+        "timeout": "Try again in a moment: the neural-mirage daemon did not answer ({text}).",
+        "version_mismatch": "Install the same version of the plug-in and the daemon: {text}.",
+        "out_of_memory": "Choose a smaller render size: the daemon ran out of memory ({text}).",
+        "busy": "Try again when some renders have finished: {text}.",
         "cancelled": "Cancelled.",
     }
-    return MirageError(hints.get(code, "{text}").format(text=text), code)
+    return MirageError(hints.get(code, "{text}.").format(text=text), code)
 
 
 def open_session(timeout: float = 10.0, on_spawn: Callable[[], None] | None = None,
@@ -195,12 +205,17 @@ class BridgeSession:
 
     def submit(self, pixels: bytes, image: dict[str, Any], params: dict[str, Any],
                mask: bytes | None = None, preview_every: int = 0,
-               preview_size: int = 256) -> dict[str, Any]:
+               preview_size: int = 256, output: tuple[int, int] | None = None
+               ) -> dict[str, Any]:
         frames = [pixels] + ([mask] if mask is not None else [])
         reply, _ = self._call({"op": "submit", "image": image, "params": params,
                                "mask": mask is not None, "preview_every": preview_every,
-                               "preview_size": preview_size}, frames)
+                               "preview_size": preview_size, "output": output}, frames)
         return reply
+
+    def estimate(self, params: dict[str, Any], width: int, height: int) -> dict[str, Any]:
+        return self._call({"op": "estimate", "params": params, "width": width,
+                           "height": height})[0]
 
     def watch(self, job: str, on_progress: Callable[[dict, bytes | None], None] | None = None
               ) -> BridgeWatch:

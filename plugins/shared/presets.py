@@ -22,6 +22,12 @@ PRESETS: dict[str, dict[str, float]] = {
 CUSTOM = "Custom"
 PRESET_NAMES = [*PRESETS, CUSTOM]
 
+#: Render size choices: a size the daemon finishes in about a minute or two (the default, for a
+#: first look at a camera photo), the area's own size, or a size the user types.
+QUICK, LAYER, CUSTOM_SIZE = "quick", "layer", "custom"
+SIZE_MODES = {QUICK: "Quick look (about a minute)", LAYER: "Layer size",
+              CUSTOM_SIZE: "Custom size"}
+
 
 @dataclass
 class Settings:
@@ -33,8 +39,10 @@ class Settings:
     content_weight: float = 1.0
     style_weight: float = 5.0
     tv_weight: float = 0.01
-    size: int = 0
-    """Longest side of the render; 0 keeps the layer's (or selection's) size."""
+    size_mode: str = QUICK
+    """One of :data:`SIZE_MODES`."""
+    size: int = 1024
+    """Longest side of the render for the custom size."""
     iterations: int = 300
     seed: int = 0
     original_colors: bool = False
@@ -52,13 +60,24 @@ class Settings:
                              f"{', '.join(PRESET_NAMES)}")
         return parse_weighted(self.custom_layers, "layer")
 
-    def params(self, width: int, height: int) -> dict[str, Any]:
-        """Protocol render parameters for an image of ``width`` x ``height``."""
+    def render_size(self, width: int, height: int, quick_size: int) -> int:
+        """The longest side to render an area of ``width`` x ``height`` at; ``quick_size`` is
+        the daemon's answer to how large a quick look can be."""
+        if self.size_mode == QUICK:
+            return min(quick_size, max(width, height))
+        if self.size_mode == LAYER:
+            return max(width, height)
+        if self.size_mode != CUSTOM_SIZE:
+            raise ValueError(f"unknown render size {self.size_mode!r}; choose one of "
+                             f"{', '.join(SIZE_MODES)}")
+        return int(self.size)
+
+    def params(self, size: int) -> dict[str, Any]:
+        """Protocol render parameters for a render whose longest side is ``size``."""
         return {"content_layers": self.content_layers(), "style_layers": dict(STYLE_LAYERS),
                 "content_weight": float(self.content_weight),
                 "style_weight": float(self.style_weight), "tv_weight": float(self.tv_weight),
-                "size": int(self.size) or max(width, height),
-                "iterations": int(self.iterations), "seed": int(self.seed),
+                "size": int(size), "iterations": int(self.iterations), "seed": int(self.seed),
                 "original_colors": bool(self.original_colors),
                 "see": parse_weighted(self.see, "class"), "see_weight": float(self.see_weight),
                 **self.extra}

@@ -1,8 +1,16 @@
-"""Run by gimp-console-3.0's python-fu-eval inside the GIMP 3 chroot: calls python-fu-neural-mirage
-through the PDB as a batch script would, and writes what it saw to a JSON file."""
+"""Run by gimp-console-3.0's python-fu-eval inside the GIMP 3 chroot: makes an image the way the
+scenario says (size, precision, a photo's pixels), calls python-fu-neural-mirage through the PDB
+as a batch script would, once per call (with its selection), and writes what it saw to JSON.
 
+For each call it also records what the plug-in sends for it: the plan (asked of the daemon the
+plug-in's own way) and the area's pixels as the plug-in's ``read_area`` reads them, so the test
+can ask the daemon for the same render and compare it with the new layer, pixel for pixel.
+"""
+
+import importlib.util
 import json
 import os
+import sys
 
 import gi
 
@@ -10,62 +18,126 @@ gi.require_version("Gimp", "3.0")
 gi.require_version("Gegl", "0.4")
 from gi.repository import Gegl, Gimp  # noqa: E402
 
-W, H = 96, 64
-OUT = os.environ["MIRAGE_GIMP_OUT"]
-SETTINGS = json.loads(os.environ["MIRAGE_GIMP_SETTINGS"])
-FMT = "R'G'B'A u8"
+with open(os.environ["MIRAGE_GIMP_SCENARIO"]) as scenario_file:
+    SCENARIO = json.load(scenario_file)
+PRECISIONS = {"u8": (Gimp.Precision.U8_NON_LINEAR, "R'G'B'A u8"),
+              "u16": (Gimp.Precision.U16_NON_LINEAR, "R'G'B'A float"),
+              "float": (Gimp.Precision.FLOAT_NON_LINEAR, "R'G'B'A float")}
+RUN_MODES = {"noninteractive": Gimp.RunMode.NONINTERACTIVE,
+             "last_vals": Gimp.RunMode.WITH_LAST_VALS}
 
 
-def pixels(drawable, w, h):
+def plugin_module():
+    """The installed plug-in's own code (its read_area, plan_render and session)."""
+    folder = os.path.join(os.environ["GIMP3_DIRECTORY"], "plug-ins", "neural-mirage")
+    sys.path.insert(0, folder)
+    spec = importlib.util.spec_from_file_location("nm_plugin",
+                                                  os.path.join(folder, "neural-mirage.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def read(drawable, fmt):
+    w, h = drawable.get_width(), drawable.get_height()
     rect = Gegl.Rectangle.new(0, 0, w, h)
-    return bytes(drawable.get_buffer().get(rect, 1.0, FMT, Gegl.AbyssPolicy.CLAMP))
+    return bytes(drawable.get_buffer().get(rect, 1.0, fmt, Gegl.AbyssPolicy.CLAMP))
 
 
-def call(procedure, image, layer, run_mode):
+def make_image(spec):
+    w, h = spec["width"], spec["height"]
+    precision, _ = PRECISIONS[spec.get("precision", "u8")]
+    image = Gimp.Image.new_with_precision(w, h, Gimp.ImageBaseType.RGB, precision)
+    base = Gimp.Layer.new(image, "base", w, h, Gimp.ImageType.RGBA_IMAGE, 100.0,
+                          Gimp.LayerMode.NORMAL)
+    image.insert_layer(base, None, 0)
+    with open(spec["pixels"], "rb") as f:  # 8-bit RGBA, converted by GEGL to the precision
+        base.get_buffer().set(Gegl.Rectangle.new(0, 0, w, h), "R'G'B'A u8", f.read())
+    base.get_buffer().flush()
+    return image, base
+
+
+def select(image, selection):
+    if selection is None:
+        Gimp.Selection.none(image)
+        return
+    shape, x, y, w, h = selection
+    if shape == "rect":
+        image.select_rectangle(Gimp.ChannelOps.REPLACE, x, y, w, h)
+    else:
+        image.select_ellipse(Gimp.ChannelOps.REPLACE, x, y, w, h)
+
+
+def sent(plugin, image, base, settings_map, fmt):
+    """What the plug-in sends for these settings: plan, pixels, mask (hex), area."""
+    settings = plugin.Settings(**settings_map)
+    _, x, y, w, h = base.mask_intersect()
+    session = plugin.open_session()
+    try:
+        plan = plugin.plan_render(session, settings, w, h)
+    finally:
+        session.close()
+    pixels = plugin.read_area(image, base, (x, y, w, h), plan, fmt)
+    mask = None
+    if not Gimp.Selection.is_empty(image):
+        rect = Gegl.Rectangle.new(x, y, w, h)
+        mask = bytes(image.get_selection().get_buffer().get(rect, 1.0, "Y u8",
+                                                          Gegl.AbyssPolicy.NONE)).hex()
+    return {"params": plan.params, "send": list(plan.send), "area": [x, y, w, h],
+            "pixels": pixels.hex(), "mask": mask, "seconds": plan.seconds}
+
+
+def call(procedure, image, layer, run_mode, settings):
+    """Run the procedure; ``settings`` are Settings fields (``see_weight`` is ``see-weight``)."""
     config = procedure.create_config()
     config.set_property("run-mode", run_mode)
     config.set_property("image", image)
     config.set_core_object_array("drawables", [layer])
     if run_mode == Gimp.RunMode.NONINTERACTIVE:
-        for name, value in SETTINGS.items():
-            config.set_property(name, value)
+        for name, value in settings.items():
+            config.set_property(name.replace("_", "-"), value)
     values = procedure.run(config)
     status = values.index(0).value_nick
     if status != "success":
         message = values.index(1) if values.length() > 1 else Gimp.get_pdb().get_last_error()
-        return status, None, str(message)
-    new = values.index(1)
-    _, x, y = new.get_offsets()
-    w, h = new.get_width(), new.get_height()
-    return status, {"name": new.get_name(), "offsets": [x, y], "size": [w, h],
-                    "pixels": pixels(new, w, h).hex()}, None
+        return {"status": status, "error": str(message)}
+    return {"status": status, "layer": values.index(1)}
 
 
-source = bytes(b for y in range(H) for x in range(W)
-               for b in ((x * 5) % 256, (y * 7) % 256, (x * y) % 256, 255))
-image = Gimp.Image.new(W, H, Gimp.ImageBaseType.RGB)
-base = Gimp.Layer.new(image, "base", W, H, Gimp.ImageType.RGBA_IMAGE, 100.0,
-                      Gimp.LayerMode.NORMAL)
-image.insert_layer(base, None, 0)
-buffer = base.get_buffer()
-buffer.set(Gegl.Rectangle.new(0, 0, W, H), FMT, source)
-buffer.flush()
-procedure = Gimp.get_pdb().lookup_procedure("python-fu-neural-mirage")
-result = {"found": procedure is not None}
-if procedure is not None:
+def main():
+    procedure = Gimp.get_pdb().lookup_procedure("python-fu-neural-mirage")
+    result = {"found": procedure is not None, "calls": []}
+    if procedure is None:
+        return result
     result["menu"] = list(procedure.get_menu_paths())
-    status, whole, error = call(procedure, image, base, Gimp.RunMode.NONINTERACTIVE)
-    result.update(whole_status=status, whole=whole, whole_error=error)
-    if os.environ.get("MIRAGE_GIMP_MODE") == "render":
-        status, again, error = call(procedure, image, base, Gimp.RunMode.WITH_LAST_VALS)
-        result.update(last_vals_status=status, last_vals_error=error,
-                      last_vals_same=again is not None and whole is not None
-                      and again["pixels"] == whole["pixels"])
-        image.select_rectangle(Gimp.ChannelOps.REPLACE, 20, 16, 48, 40)
-        status, selected, error = call(procedure, image, base, Gimp.RunMode.NONINTERACTIVE)
-        result.update(selection_status=status, selection=selected, selection_error=error)
+    plugin = None
+    if any(c.get("record") for c in SCENARIO["calls"]):
+        plugin = plugin_module()
+    image, base = make_image(SCENARIO["image"])
+    _, fmt = PRECISIONS[SCENARIO["image"].get("precision", "u8")]
+    source = read(base, fmt)
+    for spec in SCENARIO["calls"]:
+        select(image, spec.get("selection"))
+        out, layer = {}, None
+        if spec.get("run", True):
+            out = call(procedure, image, base, RUN_MODES[spec.get("mode", "noninteractive")],
+                       spec.get("settings", {}))
+            layer = out.pop("layer", None)
+        if layer is not None:
+            _, x, y = layer.get_offsets()
+            out.update(name=layer.get_name(), offsets=[x, y],
+                       size=[layer.get_width(), layer.get_height()], pixels=read(layer, fmt).hex())
+        if spec.get("record"):
+            try:
+                out["sent"] = sent(plugin, image, base, spec["settings"], fmt)
+            except Exception as exc:  # an older plug-in: the test fails on what it sees first
+                out["sent_error"] = repr(exc)
+        result["calls"].append(out)
     result["layers"] = [layer.get_name() for layer in image.get_layers()]
-    result["base_unchanged"] = pixels(base, W, H) == source
-image.delete()
-with open(OUT, "w") as f:
-    json.dump(result, f)
+    result["base_unchanged"] = read(base, fmt) == source
+    image.delete()
+    return result
+
+
+with open(os.environ["MIRAGE_GIMP_OUT"], "w") as out_file:
+    json.dump(main(), out_file)

@@ -34,13 +34,16 @@ plugin = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(plugin)
 
 window = Gtk.Window(title="Neural Mirage class picker")
-window.set_default_size(420, 40)
+window.set_default_size(200, 40)  # narrower than the hint: the entry must ask for its width
 entry = Gtk.Entry()
 window.add(entry)
 window.show_all()
 classes = plugin.attach_class_picker(entry)
 pump(60, lambda: classes.ready)
-result = {"error": str(classes.error or ""), "count": len(classes.classes)}
+result = {"error": str(classes.error or ""), "count": len(classes.classes),
+          "entry_width": entry.get_allocated_width(),
+          "placeholder_width": entry.create_pango_layout(
+              entry.get_placeholder_text()).get_pixel_size()[0]}
 window.present()
 entry.grab_focus()
 pump(0.3)

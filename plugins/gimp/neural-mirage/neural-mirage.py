@@ -4,8 +4,9 @@ for scripts (non-interactive and with-last-values runs work, so gimp-console bat
 it through the PDB).
 
 The render happens in the neural-mirage daemon; this plug-in sends the active layer (limited to
-the selection's bounds), shows progress, and puts the result in a new layer above the source, in
-one undo group, offset to the selection and transparent outside it.
+the selection's bounds, and scaled down in GIMP when the render is smaller), shows progress, and
+puts the result, which the daemon scales back to the area, in a new layer above the source: one
+undo group, at the selection's place, transparent outside it.
 """
 
 from __future__ import annotations
@@ -17,10 +18,18 @@ import gi
 
 gi.require_version("Gimp", "3.0")
 gi.require_version("Gegl", "0.4")
-from _mirage.connection import ClassList, MirageError, friendly, open_session  # noqa: E402
+from _mirage.connection import (  # noqa: E402
+    Cancelled,
+    ClassList,
+    MirageError,
+    friendly,
+    open_session,
+)
+from _mirage.plan import Plan, plan_render, progress_text  # noqa: E402
 from _mirage.presets import (  # noqa: E402
     CUSTOM,
     PRESET_NAMES,
+    SIZE_MODES,
     Settings,
     class_matches,
     last_item,
@@ -32,6 +41,7 @@ from gi.repository import Gegl, Gimp, GLib, GObject  # noqa: E402
 
 PROCEDURE = "python-fu-neural-mirage"
 MIN_SIDE = 32
+PICKER_PLACEHOLDER = "church, lakeside:0.5, @water"
 RW = GObject.ParamFlags.READWRITE
 
 
@@ -44,20 +54,29 @@ def _format(image: Any) -> tuple[str, str]:
 
 
 def settings_from(config: Any) -> Settings:
-    return Settings(preset=config.get_property("preset"),
-                    custom_layers=config.get_property("custom-layers"),
+    """The procedure's arguments as Settings. GIMP hands back NULL (None) for a string argument
+    whose stored value is the empty string (every session after the first), so None is ""."""
+    def text(name: str) -> str:
+        return config.get_property(name) or ""
+
+    defaults = Settings()
+    return Settings(preset=text("preset") or defaults.preset,
+                    custom_layers=text("custom-layers"),
                     content_weight=config.get_property("content-weight"),
                     style_weight=config.get_property("style-weight"),
+                    size_mode=text("size-mode") or defaults.size_mode,
                     size=config.get_property("size"),
                     iterations=config.get_property("iterations"),
                     seed=config.get_property("seed"),
                     original_colors=config.get_property("original-colors"),
-                    see=config.get_property("see"),
+                    see=text("see"),
                     see_weight=config.get_property("see-weight"))
 
 
-def render(image: Any, drawable: Any, settings: Settings, progress: Any) -> Any:
-    """Send the pixels, follow the job, insert the result; returns the new layer."""
+def render(image: Any, drawable: Any, settings: Settings, progress: Any,
+           ask: Any = None) -> Any:
+    """Plan with the daemon, send the pixels, follow the job, insert the result; returns the new
+    layer. ``ask(question)`` confirms a long render (interactive runs); None never asks."""
     if image.get_base_type() != Gimp.ImageBaseType.RGB:
         raise MirageError("Neural Mirage works on RGB images; convert this one with "
                           "Image > Mode > RGB")
@@ -70,19 +89,23 @@ def render(image: Any, drawable: Any, settings: Settings, progress: Any) -> Any:
     if w < MIN_SIDE or h < MIN_SIDE:
         raise MirageError(f"the area is {w}x{h} pixels; Neural Mirage needs at least "
                           f"{MIN_SIDE}x{MIN_SIDE}")
-    rect = Gegl.Rectangle.new(x, y, w, h)
-    pixels = bytes(drawable.get_buffer().get(rect, 1.0, fmt, Gegl.AbyssPolicy.CLAMP))
     _, ox, oy = drawable.get_offsets()
     mask = None
     if not Gimp.Selection.is_empty(image):
         selection = image.get_selection().get_buffer()
         mask = bytes(selection.get(Gegl.Rectangle.new(ox + x, oy + y, w, h), 1.0, "Y u8",
                                    Gegl.AbyssPolicy.NONE))
-    meta = {"width": w, "height": h, "channels": 4, "dtype": dtype, "order": "RGBA"}
     session = open_session(on_spawn=lambda: Gimp.progress_set_text(
         "Starting the neural-mirage daemon (loading the network)..."))
     try:
-        accepted = session.submit(pixels, meta, settings.params(w, h), mask=mask)
+        plan = plan_render(session, settings, w, h)
+        if plan.long and ask is not None and not ask(plan.question()):
+            raise Cancelled()
+        Gimp.progress_set_text(plan.summary())
+        pixels = read_area(image, drawable, (x, y, w, h), plan, fmt)
+        meta = {"width": plan.send[0], "height": plan.send[1], "channels": 4, "dtype": dtype,
+                "order": "RGBA"}
+        accepted = session.submit(pixels, meta, plan.params, mask=mask, output=plan.area)
         job = accepted["job"]
         watch = session.watch(job, progress)
         result = None
@@ -101,21 +124,54 @@ def render(image: Any, drawable: Any, settings: Settings, progress: Any) -> Any:
         session.close()
 
 
+def read_area(image: Any, drawable: Any, area: tuple[int, int, int, int], plan: Plan,
+              fmt: str) -> bytes:
+    """The area's pixels (drawable coordinates), scaled down to ``plan.send`` by GIMP when the
+    render is smaller: a camera photo is never sent at full size for a small render."""
+    x, y, w, h = area
+    if not plan.scaled:
+        rect = Gegl.Rectangle.new(x, y, w, h)
+        return bytes(drawable.get_buffer().get(rect, 1.0, fmt, Gegl.AbyssPolicy.CLAMP))
+    width, height = plan.send
+    scratch = Gimp.Image.new_with_precision(w, h, Gimp.ImageBaseType.RGB,
+                                            image.get_precision())
+    Gimp.context_push()
+    try:
+        profile = image.get_color_profile()
+        if profile is not None:
+            scratch.set_color_profile(profile)
+        copy = Gimp.Layer.new_from_drawable(drawable, scratch)
+        scratch.insert_layer(copy, None, 0)
+        copy.set_offsets(-x, -y)
+        copy.resize_to_image_size()
+        # Linear never overshoots (float layers stay in range); GIMP box-filters large
+        # reductions with any interpolation.
+        Gimp.context_set_interpolation(Gimp.InterpolationType.LINEAR)
+        copy.scale(width, height, False)
+        rect = Gegl.Rectangle.new(0, 0, width, height)
+        return bytes(copy.get_buffer().get(rect, 1.0, fmt, Gegl.AbyssPolicy.CLAMP))
+    finally:
+        Gimp.context_pop()
+        scratch.delete()
+
+
 def _insert(image: Any, source: Any, result: Any, name: str, fmt: str,
             area: tuple[int, int, int, int]) -> Any:
+    """A new layer above ``source`` at the area's place, holding the result (which the daemon
+    scaled to the area's size): one undo group, nothing scaled here."""
     x, y, w, h = area
-    rw, rh = result.image["width"], result.image["height"]
+    if (result.image["width"], result.image["height"]) != (w, h):
+        raise MirageError(f"the daemon sent a {result.image['width']}x{result.image['height']} "
+                          f"result for a {w}x{h} area: update neural-mirage")
     image.undo_group_start()
     try:
-        layer = Gimp.Layer.new(image, name, rw, rh, Gimp.ImageType.RGBA_IMAGE, 100.0,
+        layer = Gimp.Layer.new(image, name, w, h, Gimp.ImageType.RGBA_IMAGE, 100.0,
                                Gimp.LayerMode.NORMAL)
         image.insert_layer(layer, source.get_parent(), image.get_item_position(source))
         layer.set_offsets(x, y)
         buffer = layer.get_buffer()
-        buffer.set(Gegl.Rectangle.new(0, 0, rw, rh), fmt, result.pixels)
+        buffer.set(Gegl.Rectangle.new(0, 0, w, h), fmt, result.pixels)
         buffer.flush()
-        if (rw, rh) != (w, h):
-            layer.scale(w, h, True)
         layer.update(0, 0, w, h)
     finally:
         image.undo_group_end()
@@ -149,7 +205,9 @@ def attach_class_picker(entry: Any) -> ClassList:
     completion.connect("match-selected", chosen)
     entry.connect("changed", refill)
     entry.set_completion(completion)
-    entry.set_placeholder_text("e.g. church, lakeside:0.5, @water (type to search)")
+    entry.set_placeholder_text(PICKER_PLACEHOLDER)
+    layout = entry.create_pango_layout(PICKER_PLACEHOLDER)
+    entry.set_size_request(layout.get_pixel_size()[0] + 24, -1)  # the hint is never cut off
     return classes
 
 
@@ -159,12 +217,9 @@ class Progress:
     cancelled = False
 
     def __call__(self, header: dict, preview: bytes | None) -> None:
-        total = max(1, header["total"])
-        Gimp.progress_update(header["iteration"] / total)
+        Gimp.progress_update(header["iteration"] / max(1, header["total"]))
         if header.get("loss") is not None:
-            Gimp.progress_set_text(f"Neural Mirage: scale {header['scale']}/{header['scales']}, "
-                                   f"iteration {header['iteration']}/{total}, about "
-                                   f"{header['eta']:.0f} s left")
+            Gimp.progress_set_text(f"Neural Mirage: {progress_text(header)}")
 
     def pump(self) -> None:
         pass
@@ -193,7 +248,7 @@ class DialogProgress(Progress):
     def __call__(self, header: dict, preview: bytes | None) -> None:
         super().__call__(header, preview)
         self.bar.set_fraction(header["iteration"] / max(1, header["total"]))
-        self.bar.set_text(f"{header['iteration']}/{header['total']}")
+        self.bar.set_text(progress_text(header))
 
     def pump(self) -> None:
         while self.gtk.events_pending():
@@ -201,6 +256,18 @@ class DialogProgress(Progress):
 
     def close(self) -> None:
         self.window.destroy()
+
+
+def confirm(question: str) -> bool:
+    """Ask before a long render (interactive runs only)."""
+    from gi.repository import Gtk
+
+    box = Gtk.MessageDialog(message_type=Gtk.MessageType.QUESTION,
+                            buttons=Gtk.ButtonsType.OK_CANCEL, text="A long render")
+    box.format_secondary_text(question)
+    answer = box.run()
+    box.destroy()
+    return answer == Gtk.ResponseType.OK
 
 
 def run(procedure: Any, run_mode: Any, image: Any, drawables: list, config: Any,
@@ -228,7 +295,8 @@ def run(procedure: Any, run_mode: Any, image: Any, drawables: list, config: Any,
                 else settings_from(config))
     Gimp.progress_init("Neural Mirage")
     try:
-        layer = render(image, drawables[0], settings, progress)
+        layer = render(image, drawables[0], settings, progress,
+                       ask=confirm if run_mode == Gimp.RunMode.INTERACTIVE else None)
     except (MirageError, ValueError) as exc:
         status = (Gimp.PDBStatusType.CANCEL if getattr(exc, "code", "") == "cancelled"
                   else Gimp.PDBStatusType.EXECUTION_ERROR)
@@ -271,8 +339,15 @@ class NeuralMirage(Gimp.PlugIn):
                               1e6, defaults.content_weight, RW)
         p.add_double_argument("style-weight", "Style weight", "Gram style weight", 0.0, 1e6,
                               defaults.style_weight, RW)
-        p.add_int_argument("size", "Render size", "longest side of the render (0: the layer's)",
-                           0, 8192, defaults.size, RW)
+        sizes = Gimp.Choice.new()
+        for number, (nick, label) in enumerate(SIZE_MODES.items()):
+            sizes.add(nick, number, label, "")
+        p.add_choice_argument("size-mode", "Render size",
+                              "quick: a size the daemon renders in about a minute or two; "
+                              "layer: the layer's (or selection's) own; custom: 'size'",
+                              sizes, defaults.size_mode, RW)
+        p.add_int_argument("size", "Custom size", "longest side of a custom-size render (px)",
+                           32, 8192, defaults.size, RW)
         p.add_int_argument("iterations", "Iterations", "iterations at the final size", 1, 100000,
                            defaults.iterations, RW)
         p.add_int_argument("seed", "Seed", "random seed", 0, 2**31 - 1, defaults.seed, RW)

@@ -21,7 +21,7 @@ class ClassPicker(QLineEdit):
 
     def __init__(self, text: str = "", parent: Any = None) -> None:
         super().__init__(text, parent)
-        self.setPlaceholderText("loading class names...")
+        self._hint("loading class names...")
         self.setToolTip("classes the result should look like, e.g. church, lakeside:0.5, "
                         "@water; type to search")
         self.model = QStringListModel(self)
@@ -58,8 +58,12 @@ class ClassPicker(QLineEdit):
             return
         self._waiting.stop()
         if self.classes.error is not None:
-            self.setPlaceholderText("class names unavailable: type them (e.g. church)")
+            self._hint("type class names, e.g. church")
             self.setToolTip(str(self.classes.error))
         else:
-            self.setPlaceholderText(f"e.g. church, lakeside:0.5 ({len(self.classes.classes)} "
-                                    "classes; type to search)")
+            self._hint(f"church, lakeside:0.5 ({len(self.classes.classes)} classes)")
+
+    def _hint(self, text: str) -> None:
+        """Show ``text`` when the field is empty, and be wide enough for all of it."""
+        self.setPlaceholderText(text)
+        self.setMinimumWidth(self.fontMetrics().horizontalAdvance(text) + 24)

@@ -1,5 +1,6 @@
-"""The Neural Mirage dialog: presets, main weights and class steering, live progress and
-preview, Cancel."""
+"""The Neural Mirage dialog: presets, main weights, render size and class steering, live progress
+and preview, Cancel. Errors go to a scrolling box under the form, so a long one (a daemon that
+cannot start) is read whole and leaves the form as it is."""
 
 from __future__ import annotations
 
@@ -15,16 +16,28 @@ from PyQt5.QtWidgets import (
     QDialogButtonBox,
     QDoubleSpinBox,
     QFormLayout,
+    QHBoxLayout,
     QLabel,
     QLineEdit,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QSpinBox,
+    QTextBrowser,
     QVBoxLayout,
 )
 
 from ._mirage.connection import MirageError
-from ._mirage.presets import CUSTOM, PRESET_NAMES, Settings, load_settings, save_settings
+from ._mirage.plan import Plan, progress_text
+from ._mirage.presets import (
+    CUSTOM,
+    CUSTOM_SIZE,
+    PRESET_NAMES,
+    SIZE_MODES,
+    Settings,
+    load_settings,
+    save_settings,
+)
 from .class_picker import ClassPicker
 from .layers import MirageRun
 
@@ -48,8 +61,17 @@ class MirageDialog(QDialog):
         self.custom.setToolTip("content layers for Custom, e.g. fc7:1,relu4_2:0.2")
         self.content = _spin(QDoubleSpinBox(), 0, 1e6, s.content_weight, decimals=3)
         self.style = _spin(QDoubleSpinBox(), 0, 1e6, s.style_weight, decimals=3)
-        self.size = _spin(QSpinBox(), 0, 8192, s.size)
-        self.size.setSpecialValueText("layer size")
+        self.size_mode = QComboBox()
+        for mode, label in SIZE_MODES.items():
+            self.size_mode.addItem(label, mode)
+        self.size_mode.setCurrentIndex(max(0, self.size_mode.findData(s.size_mode)))
+        self.size = _spin(QSpinBox(), 32, 8192, max(32, s.size))
+        self.size.setSuffix(" px")
+        self.size.setToolTip("longest side of the render; the result is scaled to the layer "
+                             "or selection")
+        size_row = QHBoxLayout()
+        size_row.addWidget(self.size_mode, 1)
+        size_row.addWidget(self.size)
         self.iterations = _spin(QSpinBox(), 1, 100000, s.iterations)
         self.seed = _spin(QSpinBox(), 0, 2**31 - 1, s.seed)
         self.colors = QCheckBox("Keep the original colours")
@@ -62,7 +84,7 @@ class MirageDialog(QDialog):
         form.addRow("Content layers", self.custom)
         form.addRow("Content weight", self.content)
         form.addRow("Style weight", self.style)
-        form.addRow("Render size", self.size)
+        form.addRow("Render size", size_row)
         form.addRow("Iterations", self.iterations)
         form.addRow("Seed", self.seed)
         form.addRow("", self.colors)
@@ -71,6 +93,9 @@ class MirageDialog(QDialog):
         self.preset.currentTextChanged.connect(
             lambda name: self.custom.setEnabled(name == CUSTOM))
         self.custom.setEnabled(s.preset == CUSTOM)
+        self.size_mode.currentIndexChanged.connect(self._size_mode_changed)
+        self._size_mode_changed()
+        self._ticking = False
 
         self.progress = QProgressBar()
         self.preview = QLabel()
@@ -78,6 +103,9 @@ class MirageDialog(QDialog):
         self.preview.setMinimumSize(200, 150)
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        self.errors = QTextBrowser()
+        self.errors.setMaximumHeight(90)
+        self.errors.hide()
         self.buttons = QDialogButtonBox()
         self.render_button = QPushButton("Render")
         self.cancel_button = QPushButton("Cancel")
@@ -94,12 +122,14 @@ class MirageDialog(QDialog):
         layout.addWidget(self.progress)
         layout.addWidget(self.preview)
         layout.addWidget(self.status)
+        layout.addWidget(self.errors)
         layout.addWidget(self.buttons)
 
     def settings(self) -> Settings:
         return Settings(preset=self.preset.currentText(), custom_layers=self.custom.text(),
                         content_weight=self.content.value(), style_weight=self.style.value(),
-                        size=self.size.value(), iterations=self.iterations.value(),
+                        size_mode=self.size_mode.currentData(), size=self.size.value(),
+                        iterations=self.iterations.value(),
                         seed=self.seed.value(), original_colors=self.colors.isChecked(),
                         see=self.see.text(), see_weight=self.see_weight.value())
 
@@ -107,16 +137,15 @@ class MirageDialog(QDialog):
         settings = self.settings()
         save_settings(EDITOR, settings)
         doc = Krita.instance().activeDocument()
-        self.status.setText("Sending the layer to the daemon...")
+        self.errors.hide()
         self.progress.setValue(0)
         try:
             self.run = MirageRun(doc, doc.activeNode() if doc else None, settings,
-                                 on_progress=self._progress,
-                                 on_spawn=lambda: self.status.setText(
-                                     "Starting the neural-mirage daemon (loading the network)..."))
+                                 on_progress=self._progress, confirm=self._confirm)
         except (MirageError, ValueError) as exc:
             self._failed(str(exc))
             return
+        self.status.setText(self.run.stage)
         self.render_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.timer.start()
@@ -126,7 +155,21 @@ class MirageDialog(QDialog):
             self.status.setText("Cancelling...")
             self.run.cancel()
 
+    def _confirm(self, plan: Plan) -> bool:
+        answer = QMessageBox.question(self, "Neural Mirage: a long render", plan.question(),
+                                      QMessageBox.Yes | QMessageBox.Cancel, QMessageBox.Cancel)
+        return answer == QMessageBox.Yes
+
     def _tick(self) -> None:
+        if self._ticking:  # the long-render question runs its own event loop
+            return
+        self._ticking = True
+        try:
+            self._advance()
+        finally:
+            self._ticking = False
+
+    def _advance(self) -> None:
         try:
             layer = self.run.poll(0)
         except MirageError as exc:
@@ -140,6 +183,8 @@ class MirageDialog(QDialog):
             self._finish()
             self.progress.setValue(self.progress.maximum())
             self.status.setText(f"Done: new layer '{layer.name()}'.")
+        elif self.run.watch is None:
+            self.status.setText(self.run.stage)
 
     def _finish(self) -> None:
         self.timer.stop()
@@ -147,15 +192,17 @@ class MirageDialog(QDialog):
         self.cancel_button.setEnabled(False)
 
     def _failed(self, message: str) -> None:
-        self.status.setText(f"<b>Error:</b> {message}")
+        self.status.setText("Not rendered:")
+        self.errors.setPlainText(message)
+        self.errors.show()
+
+    def _size_mode_changed(self) -> None:
+        self.size.setEnabled(self.size_mode.currentData() == CUSTOM_SIZE)
 
     def _progress(self, progress: dict, preview: bytes | None) -> None:
         self.progress.setMaximum(max(1, progress["total"]))
         self.progress.setValue(progress["iteration"])
-        if progress.get("loss") is not None:
-            self.status.setText(f"Scale {progress['scale']}/{progress['scales']}, iteration "
-                                f"{progress['iteration']}/{progress['total']}, about "
-                                f"{progress['eta']:.0f} s left")
+        self.status.setText(progress_text(progress))
         if preview is not None:
             meta = progress["preview"]
             image = QImage(preview, meta["width"], meta["height"], 3 * meta["width"],

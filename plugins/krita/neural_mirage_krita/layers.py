@@ -1,21 +1,30 @@
 """Pixels out of Krita and the result back in, as a new layer above the source.
 
-The source layer is never written. The result goes into a new paint layer (adding a node is one
-undoable step in Krita; ``setPixelData`` on an existing layer is not undoable), offset to the
-selection and transparent outside it (the daemon multiplies the result's alpha by the mask).
+The source layer is never written. The result, which the daemon scales to the area's size, goes
+into a new paint layer filled while it is detached and then added with one ``addChildNode``: one
+undo step, whatever the render size (``setPixelData`` on an attached layer is not undoable, and
+``scaleNode`` would be an undo step of its own). It sits at the selection's place and is
+transparent outside it (the daemon multiplies the result's alpha by the mask).
+
+A render runs as a few steps that the dialog's timer drives through :meth:`MirageRun.poll`:
+connecting (which may start the daemon: seconds), planning and sending happen on a worker
+thread; Krita's own calls (reading pixels, adding the layer) on Krita's thread. So Krita never
+freezes while the daemon loads the network.
 """
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from krita import Krita
-from PyQt5.QtCore import QPointF
 from PyQt5.QtWidgets import QApplication
 
-from ._mirage.connection import MirageError, friendly, open_session
+from ._mirage.connection import Cancelled, MirageError, friendly, open_session
+from ._mirage.plan import Plan, plan_render
 from ._mirage.presets import Settings
 
 # (color model, depth) -> (protocol dtype, channel order). Krita keeps integer RGBA as B,G,R,A
@@ -26,19 +35,25 @@ MIN_SIDE = 32
 
 
 @dataclass
-class Source:
+class Area:
+    """The layer and the part of it to render: the selection's bounds, or the whole canvas."""
+
     node: Any
     x: int
     y: int
     width: int
     height: int
-    pixels: bytes
-    meta: dict[str, Any]
+    dtype: str
+    order: str
     mask: bytes | None
 
+    def meta(self, width: int, height: int) -> dict[str, Any]:
+        return {"width": width, "height": height, "channels": 4, "dtype": self.dtype,
+                "order": self.order}
 
-def read_source(doc: Any, node: Any) -> Source:
-    """The active layer's pixels, limited to the selection's bounds when there is one."""
+
+def read_area(doc: Any, node: Any) -> Area:
+    """The active layer and the area to render (no pixels yet: their size is planned first)."""
     if doc is None or node is None:
         raise MirageError("open an image and select a paint layer first")
     if node.type() != "paintlayer":
@@ -58,69 +73,152 @@ def read_source(doc: Any, node: Any) -> Source:
     if w < MIN_SIDE or h < MIN_SIDE:
         raise MirageError(f"the area is {w}x{h} pixels; Neural Mirage needs at least "
                           f"{MIN_SIDE}x{MIN_SIDE}")
-    dtype, order = fmt
-    meta = {"width": w, "height": h, "channels": 4, "dtype": dtype, "order": order}
-    return Source(node, x, y, w, h, bytes(node.pixelData(x, y, w, h)), meta, mask)
+    return Area(node, x, y, w, h, *fmt, mask)
 
 
-def insert_result(doc: Any, source: Source, result: Any, name: str) -> Any:
-    """A new paint layer above the source holding the result."""
-    layer = doc.createNode(name, "paintlayer")
+def area_pixels(area: Area, send: tuple[int, int]) -> bytes:
+    """The area's pixels at ``send`` size: scaled down by Krita in a scratch document when the
+    render is smaller, so a camera photo is never sent at full size for a small render."""
+    node = area.node
+    pixels = bytes(node.pixelData(area.x, area.y, area.width, area.height))
+    if send == (area.width, area.height):
+        return pixels
+    scratch = Krita.instance().createDocument(area.width, area.height, "neural-mirage-scaling",
+                                              node.colorModel(), node.colorDepth(),
+                                              node.colorProfile(), 72.0)
+    try:
+        layer = scratch.topLevelNodes()[0]
+        layer.setPixelData(pixels, 0, 0, area.width, area.height)
+        scratch.scaleImage(send[0], send[1], 72, 72, "Bicubic")
+        scratch.waitForDone()
+        return bytes(layer.pixelData(0, 0, *send))
+    finally:
+        scratch.close()
+
+
+def insert_result(doc: Any, area: Area, result: Any, name: str) -> Any:
+    """A new paint layer above the source holding the result, added in one undo step."""
     image = result.image
-    layer.setPixelData(result.pixels, source.x, source.y, image["width"], image["height"])
-    source.node.parentNode().addChildNode(layer, source.node)
-    if (image["width"], image["height"]) != (source.width, source.height):
-        layer.scaleNode(QPointF(source.x, source.y), source.width, source.height, "Bicubic")
+    if (image["width"], image["height"]) != (area.width, area.height):
+        raise MirageError(f"the daemon sent a {image['width']}x{image['height']} result for a "
+                          f"{area.width}x{area.height} area: update neural-mirage")
+    layer = doc.createNode(name, "paintlayer")
+    layer.setPixelData(result.pixels, area.x, area.y, area.width, area.height)
+    area.node.parentNode().addChildNode(layer, area.node)
     doc.refreshProjection()
     return layer
 
 
+class _Background:
+    """A call on a worker thread whose outcome Krita's thread collects later (no Qt in it)."""
+
+    def __init__(self, call: Callable[[], Any]) -> None:
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(call,), daemon=True)
+        self._thread.start()
+
+    def _run(self, call: Callable[[], Any]) -> None:
+        try:
+            self.value = call()
+        except Exception as exc:
+            self.error = exc
+
+    def done(self, timeout: float = 0.0) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def result(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
 class MirageRun:
-    """One render from submit to the new layer; driven by :meth:`poll` (a Qt timer calls it)."""
+    """One render from the click to the new layer; :meth:`poll` advances it (a Qt timer calls
+    it), and :attr:`stage` says what it is doing for the dialog to show."""
 
     def __init__(self, doc: Any, node: Any, settings: Settings, on_progress: Any = None,
-                 on_spawn: Any = None) -> None:
+                 confirm: Callable[[Plan], bool] | None = None) -> None:
         self.doc = doc
         self.settings = settings
-        self.source = read_source(doc, node)
-        self.session = open_session(on_spawn=on_spawn)
-        try:
-            params = settings.params(self.source.width, self.source.height)
-            accepted = self.session.submit(self.source.pixels, self.source.meta, params,
-                                           mask=self.source.mask, preview_every=5,
-                                           preview_size=200)
-            self.job = accepted["job"]
-            self.watch = self.session.watch(self.job, on_progress)
-        except Exception as exc:
-            self.session.close()
-            raise friendly(exc) from exc
+        self.on_progress = on_progress
+        self.confirm = confirm
+        self.area = read_area(doc, node)
+        self.stage = "Connecting to the neural-mirage daemon..."
         self.layer: Any = None
+        self.plan: Plan | None = None
+        self.session: Any = None
+        self.watch: Any = None
+        self._cancelled = False
+        self._step: _Background | None = _Background(self._connect)
+
+    def _connect(self) -> tuple[Any, Plan]:
+        def spawning() -> None:
+            self.stage = "Starting the neural-mirage daemon (loading the network)..."
+
+        session = open_session(on_spawn=spawning)
+        try:
+            return session, plan_render(session, self.settings, self.area.width,
+                                        self.area.height)
+        except BaseException:
+            session.close()
+            raise
 
     def poll(self, timeout: float = 0.0) -> Any:
         """The new layer once the result is in, else None; raises MirageError (code
         'cancelled' after a cancel)."""
         try:
+            if self.watch is None:
+                return self._prepare(timeout)
             result = self.watch.poll(timeout)
+            if result is None:
+                return None
+            self.layer = insert_result(self.doc, self.area, result, self.settings.layer_name())
+            self.session.ack(self.watch.job)
+            self._close()
+            return self.layer
         except Exception as exc:
-            self.session.close()
+            self._close()
             raise friendly(exc) from exc
-        if result is None:
+
+    def _prepare(self, timeout: float) -> None:
+        """Connected and planned -> ask if long -> read pixels -> submitted -> watching."""
+        if not self._step.done(timeout):
             return None
-        try:
-            self.layer = insert_result(self.doc, self.source, result, self.settings.layer_name())
-            self.session.ack(self.job)
-        finally:
-            self.session.close()
-        return self.layer
+        value = self._step.result()
+        if self.plan is None:
+            self.session, self.plan = value
+            if self._cancelled or (self.plan.long and self.confirm is not None
+                                   and not self.confirm(self.plan)):
+                raise Cancelled()
+            self.stage = self.plan.summary() + "..."
+            area, plan = self.area, self.plan
+            pixels = area_pixels(area, plan.send)
+            self._step = _Background(lambda: self.session.submit(
+                pixels, area.meta(*plan.send), plan.params, mask=area.mask, preview_every=5,
+                preview_size=200, output=plan.area))
+            return None
+        self.watch = self.session.watch(value["job"], self.on_progress)
+        if self._cancelled:
+            self.watch.cancel()
+        return None
 
     def cancel(self) -> None:
-        self.watch.cancel()
+        self._cancelled = True
+        if self.watch is not None:
+            self.watch.cancel()
+
+    def _close(self) -> None:
+        if self.session is not None:
+            self.session.close()
+            self.session = None
 
 
 def render_layer(doc: Any = None, node: Any = None, settings: Settings | None = None,
                  timeout: float = 3600.0) -> Any:
     """Scripting entry: render the (active) layer and return the new layer. Blocks, but keeps
-    Krita's event loop running."""
+    Krita's event loop running; never asks (a script decided the size)."""
     doc = doc or Krita.instance().activeDocument()
     node = node or (doc.activeNode() if doc else None)
     run = MirageRun(doc, node, settings or Settings())

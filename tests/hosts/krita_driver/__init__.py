@@ -1,5 +1,11 @@
 """Test driver, installed only by the tests: once Krita's window is up, it uses the Neural Mirage
-plug-in as a user and a script would, writes what it saw to a JSON file, and ends Krita."""
+plug-in as an artist and a script would (the menu action, the dialog's fields and buttons, a
+selection, undo), writes what it saw to a JSON file, and ends Krita.
+
+The scenario file says which steps to take. For renders it also records what the plug-in sends
+(the plan, asked of the daemon the plug-in's own way, and the area's pixels as the plug-in reads
+them), so the test can ask the daemon for the same render and compare it with the new layer.
+"""
 
 import json
 import os
@@ -7,15 +13,10 @@ import time
 import traceback
 
 from krita import Extension, Krita, Selection
-from PyQt5.QtCore import QTimer
-from PyQt5.QtWidgets import QApplication
+from PyQt5.QtCore import Qt, QTimer
+from PyQt5.QtWidgets import QApplication, QFormLayout, QMessageBox
 
-W, H = 96, 64
-
-
-def source_pixels():
-    return bytes(b for y in range(H) for x in range(W)
-                 for b in ((x * 5) % 256, (y * 7) % 256, (x * y) % 256, 255))
+SCENARIO = {}
 
 
 def wait_until(predicate, timeout):
@@ -28,48 +29,185 @@ def wait_until(predicate, timeout):
     return False
 
 
-def run(spec):
-    import neural_mirage_krita
-    from neural_mirage_krita import layers
-    from neural_mirage_krita._mirage.presets import Settings
+def screenshot(name):
+    if SCENARIO.get("artifacts"):
+        wait_until(lambda: False, 0.5)
+        path = os.path.join(SCENARIO["artifacts"], name)
+        QApplication.primaryScreen().grabWindow(0).save(path)
 
+
+def make_document(spec):
     k = Krita.instance()
-    res = {"action": k.action("neural_mirage") is not None}
-    doc = k.createDocument(W, H, "mirage-test", "RGBA", "U8", "", 72.0)
+    width, height = spec["width"], spec["height"]
+    doc = k.createDocument(width, height, "mirage-test", "RGBA", spec.get("depth", "U8"), "",
+                           72.0)
     k.activeWindow().addView(doc)
     base = doc.topLevelNodes()[0]
-    base.setPixelData(source_pixels(), 0, 0, W, H)
+    with open(spec["pixels"], "rb") as f:
+        base.setPixelData(f.read(), 0, 0, width, height)
     doc.refreshProjection()
     doc.setActiveNode(base)
-    settings = Settings(**spec["settings"])
-    if spec["mode"] == "nodaemon":
-        try:
-            layers.render_layer(doc, base, settings, timeout=60)
-            res["error"] = None
-        except Exception as exc:
-            res["error"] = str(exc)
-            res["error_type"] = type(exc).__name__
-        after = k.createDocument(40, 40, "after", "RGBA", "U8", "", 72.0)
-        k.activeWindow().addView(after)
-        res["usable"] = after.width() == 40 and len(k.documents()) == 2
-        return res
+    return doc, base
 
-    k.action("neural_mirage").trigger()
+
+def select(doc, spec):
+    """A rectangle, an ellipse (as selection pixels) or nothing."""
+    if spec is None:
+        doc.setSelection(None)
+        return
+    shape, x, y, w, h = spec
+    selection = Selection()
+    if shape == "rect":
+        selection.select(x, y, w, h, 255)
+    else:
+        cx, cy = (w - 1) / 2, (h - 1) / 2
+        data = bytes(255 if ((i - cx) / (w / 2)) ** 2 + ((j - cy) / (h / 2)) ** 2 <= 1 else 0
+                     for j in range(h) for i in range(w))
+        selection.setPixelData(data, x, y, w, h)
+    doc.setSelection(selection)
+
+
+def sent(doc, base, settings):
+    """What the plug-in sends for these settings: plan, pixels, mask (hex), area."""
+    from neural_mirage_krita import layers
+    from neural_mirage_krita._mirage.connection import open_session
+    from neural_mirage_krita._mirage.plan import plan_render
+
+    area = layers.read_area(doc, base)
+    session = open_session()
+    try:
+        plan = plan_render(session, settings, area.width, area.height)
+    finally:
+        session.close()
+    return {"params": plan.params, "send": list(plan.send),
+            "area": [area.x, area.y, area.width, area.height],
+            "pixels": layers.area_pixels(area, plan.send).hex(),
+            "mask": area.mask.hex() if area.mask is not None else None}
+
+
+def describe(layer):
+    bounds = layer.bounds()
+    x, y, w, h = bounds.x(), bounds.y(), bounds.width(), bounds.height()
+    return {"name": layer.name(), "bounds": [x, y, w, h]}
+
+
+def open_dialog():
+    import neural_mirage_krita
+
+    Krita.instance().action("neural_mirage").trigger()
     dialog = neural_mirage_krita.EXTENSION.dialog
+    wait_until(dialog.isVisible, 5)
+    return dialog
+
+
+def fill_dialog(dialog, settings):
     dialog.preset.setCurrentText(settings.preset)
     dialog.content.setValue(settings.content_weight)
     dialog.style.setValue(settings.style_weight)
-    dialog.size.setValue(0)
+    dialog.size_mode.setCurrentIndex(dialog.size_mode.findData(settings.size_mode))
+    dialog.size.setValue(settings.size)
     dialog.iterations.setValue(settings.iterations)
     dialog.seed.setValue(settings.seed)
+    dialog.see.setText(settings.see)
     dialog.see_weight.setValue(settings.see_weight)
-    # The class picker, used as a person would: type part of a name, pick from the list.
-    from PyQt5.QtCore import Qt
+
+
+class Watcher:
+    """A 20 ms timer, as any editor has running: records when it fired (a frozen event loop
+    shows as a gap) and the dialog's status lines."""
+
+    def __init__(self, dialog):
+        self.dialog = dialog
+        self.ticks = []
+        self.statuses = []
+        self.timer = QTimer()
+        self.timer.setInterval(20)
+        self.timer.timeout.connect(self._tick)
+        self.timer.start()
+
+    def _tick(self):
+        self.ticks.append(time.monotonic())
+        text = self.dialog.status.text()
+        if not self.statuses or self.statuses[-1] != text:
+            self.statuses.append(text)
+
+    def stop(self):
+        self.timer.stop()
+        gaps = [b - a for a, b in zip(self.ticks, self.ticks[1:], strict=False)]
+        return {"max_gap": max(gaps, default=0.0), "ticks": len(self.ticks),
+                "statuses": self.statuses}
+
+
+def dialog_render(doc, base, dialog, settings, record, shot=None):
+    """Render from the dialog's Render button; the result, the layers and one undo."""
+    fill_dialog(dialog, settings)
+    out = {"sent": sent(doc, base, settings)} if record else {}
+    before = [n.name() for n in doc.topLevelNodes()]
+    out["before"] = before
+    watcher = Watcher(dialog)
+    dialog.render_button.click()
+    wait_until(lambda: dialog.run is not None and (
+        dialog.run.layer is not None or dialog.errors.isVisible()
+        or dialog.status.text() == "Cancelled."), 300)
+    out.update(watcher.stop())
+    out["status"] = dialog.status.text()
+    out["error"] = dialog.errors.toPlainText() if dialog.errors.isVisible() else ""
+    layer = dialog.run.layer if dialog.run is not None else None
+    if layer is not None:
+        out.update(describe(layer))
+        x, y, w, h = out["bounds"]
+        out["pixels"] = bytes(layer.pixelData(x, y, w, h)).hex() if record else None
+        out["layers"] = [n.name() for n in doc.topLevelNodes()]
+        if shot:
+            screenshot(shot)
+        Krita.instance().action("edit_undo").trigger()
+        wait_until(lambda: len(doc.topLevelNodes()) == len(before), 5)
+        wait_until(lambda: False, 0.3)
+        out["after_one_undo"] = [n.name() for n in doc.topLevelNodes()]
+    return out
+
+
+def run_renders(spec):
+    """Dialog renders (and script renders) of one document, each with its selection."""
+    from neural_mirage_krita import layers
+    from neural_mirage_krita._mirage.presets import Settings
+
+    doc, base = make_document(spec["document"])
+    source = bytes(base.pixelData(0, 0, doc.width(), doc.height()))
+    res = {"action": Krita.instance().action("neural_mirage") is not None, "renders": []}
+    dialog = open_dialog()
+    for index, step in enumerate(spec["renders"]):
+        select(doc, step.get("selection"))
+        settings = Settings(**step["settings"])
+        if step.get("script"):
+            out = {"sent": sent(doc, base, settings)} if step.get("record", True) else {}
+            layer = layers.render_layer(doc, base, settings, timeout=300)
+            out.update(describe(layer))
+            x, y, w, h = out["bounds"]
+            if step.get("record", True):
+                out["pixels"] = bytes(layer.pixelData(x, y, w, h)).hex()
+        else:
+            out = dialog_render(doc, base, dialog, settings, step.get("record", True),
+                                shot=f"krita-{spec['name']}-{index}.png")
+        res["renders"].append(out)
+    res["base_unchanged"] = bytes(base.pixelData(0, 0, doc.width(), doc.height())) == source
+    dialog.close()
+    return res
+
+
+def run_picker_and_cancel(spec):
+    """The class picker typed into and picked from; a long render cancelled."""
     from PyQt5.QtTest import QTest
 
+    doc, _ = make_document(spec["document"])
+    dialog = open_dialog()
+    res = {}
     wait_until(lambda: dialog.see.classes.ready, 60)
     res["classes_error"] = str(dialog.see.classes.error or "")
-    dialog.see.clear()
+    res["placeholder"] = dialog.see.placeholderText()
+    res["placeholder_fits"] = (dialog.see.width()
+                               >= dialog.see.fontMetrics().horizontalAdvance(
+                                   dialog.see.placeholderText()) + 8)
     QTest.keyClicks(dialog.see, spec["see_typed"])
     popup = dialog.see.completer.popup()
     wait_until(popup.isVisible, 5)
@@ -79,29 +217,27 @@ def run(spec):
     QTest.keyClick(popup, Qt.Key_Return)
     wait_until(lambda: dialog.see.text() != spec["see_typed"], 5)
     res["picker_text"] = dialog.see.text()
-    if spec.get("screenshot"):
-        QTest.keyClicks(dialog.see, "lake")
-        wait_until(popup.isVisible, 5)
-        wait_until(lambda: False, 0.5)
-        QApplication.primaryScreen().grabWindow(0).save(spec["screenshot"].replace(
-            ".png", "-picker.png"))
-        popup.hide()
-        dialog.see.setText(res["picker_text"])
-    dialog.render_button.click()
-    wait_until(lambda: (dialog.run is not None and dialog.run.layer is not None)
-               or "Error" in dialog.status.text(), 180)
-    res["dialog_status"] = dialog.status.text()
-    layer = dialog.run.layer if dialog.run is not None else None
-    res["whole_name"] = layer.name() if layer else None
-    res["whole"] = bytes(layer.pixelData(0, 0, W, H)).hex() if layer else None
-    res["layers_after_whole"] = [n.name() for n in doc.topLevelNodes()]
-    if spec.get("screenshot"):
-        wait_until(lambda: False, 0.5)
-        QApplication.primaryScreen().grabWindow(0).save(spec["screenshot"])
+    QTest.keyClicks(dialog.see, "lake")
+    wait_until(popup.isVisible, 5)
+    screenshot("krita-picker.png")
+    popup.hide()
 
-    # Cancel from the dialog while a long render runs: no new layer appears.
+    # A render that would take hours: the dialog asks first (answered Yes), then it is cancelled.
     layers_before = len(doc.topLevelNodes())
+    dialog.see.setText("")
+    dialog.size_mode.setCurrentIndex(dialog.size_mode.findData("layer"))
     dialog.iterations.setValue(100000)
+
+    def answer():
+        box = QApplication.activeModalWidget()
+        if not isinstance(box, QMessageBox):
+            QTimer.singleShot(100, answer)
+            return
+        res["question"] = box.text()
+        screenshot("krita-long-render-question.png")
+        box.button(QMessageBox.Yes).click()
+
+    QTimer.singleShot(100, answer)
     dialog.render_button.click()
     wait_until(lambda: dialog.progress.value() >= 1, 120)
     dialog.cancel_button.click()
@@ -109,29 +245,72 @@ def run(spec):
     res["cancel_status"] = dialog.status.text()
     res["cancel_layers"] = [layers_before, len(doc.topLevelNodes())]
     dialog.close()
-
-    selection = Selection()
-    selection.select(20, 16, 48, 40, 255)
-    doc.setSelection(selection)
-    selected = layers.render_layer(doc, base, settings, timeout=180)
-    res["selection"] = bytes(selected.pixelData(0, 0, W, H)).hex()
-    res["base_unchanged"] = bytes(base.pixelData(0, 0, W, H)) == source_pixels()
-    before = len(doc.topLevelNodes())
-    k.action("edit_undo").trigger()
-    wait_until(lambda: len(doc.topLevelNodes()) < before, 5)
-    res["undo"] = [before, len(doc.topLevelNodes())]
     return res
+
+
+def run_error(spec):
+    """A render whose daemon cannot start: the message, the form's layout, Krita still usable."""
+    from neural_mirage_krita import layers
+    from neural_mirage_krita._mirage.presets import Settings
+
+    k = Krita.instance()
+    doc, base = make_document(spec["document"])
+    res = {}
+    try:
+        layers.render_layer(doc, base, Settings(**spec["settings"]), timeout=120)
+        res["script_error"] = None
+    except Exception as exc:
+        res["script_error"] = str(exc)
+        res["script_error_type"] = type(exc).__name__
+    dialog = open_dialog()
+    dialog.resize(dialog.sizeHint())
+    watcher = Watcher(dialog)
+    dialog.render_button.click()
+    wait_until(dialog.errors.isVisible, 120)
+    res.update(watcher.stop())
+    res["dialog_error"] = dialog.errors.toPlainText()
+    res["error_box_visible"] = dialog.errors.isVisible()
+    form = dialog.findChild(QFormLayout)
+    crushed = []
+    for row in range(form.rowCount()):
+        item = form.itemAt(row, QFormLayout.FieldRole)
+        widget = item.widget() if item is not None else None
+        if widget is not None and widget.height() < widget.sizeHint().height():
+            crushed.append(row)
+    res["crushed_rows"] = crushed
+    screenshot("krita-long-error.png")
+    dialog.close()
+    after = k.createDocument(40, 40, "after", "RGBA", "U8", "", 72.0)
+    k.activeWindow().addView(after)
+    res["usable"] = after.width() == 40
+    return res
+
+
+def run_spawn(spec):
+    """Render from the dialog when no daemon runs: the plug-in starts one (seconds) while Krita
+    keeps running its event loop."""
+    from neural_mirage_krita._mirage.presets import Settings
+
+    doc, base = make_document(spec["document"])
+    dialog = open_dialog()
+    out = dialog_render(doc, base, dialog, Settings(**spec["settings"]), record=False)
+    dialog.close()
+    return out
+
+
+SCENARIOS = {"renders": run_renders, "picker": run_picker_and_cancel, "error": run_error,
+             "spawn": run_spawn}
 
 
 def main():
     with open(os.environ["MIRAGE_KRITA_SCENARIO"]) as f:
-        spec = json.load(f)
+        SCENARIO.update(json.load(f))
     try:
-        res = run(spec)
+        res = SCENARIOS[SCENARIO["mode"]](SCENARIO)
         res["ok"] = True
     except Exception:
         res = {"ok": False, "traceback": traceback.format_exc()}
-    with open(spec["out"], "w") as f:
+    with open(SCENARIO["out"], "w") as f:
         json.dump(res, f)
     os._exit(0)  # quitting Krita any other way crashes or hangs (see shared/hosts/README.md)
 
