@@ -124,6 +124,7 @@ class Watcher:
         self.timer.setInterval(20)
         self.timer.timeout.connect(self._tick)
         self.timer.start()
+        wait_until(lambda: len(self.ticks) >= 3, 5)  # ticking before the click it watches
 
     def _tick(self):
         self.ticks.append(time.monotonic())
@@ -203,6 +204,7 @@ def run_picker_and_cancel(spec):
     dialog = open_dialog()
     res = {}
     wait_until(lambda: dialog.see.classes.ready, 60)
+    wait_until(lambda: False, 0.5)  # the picker shows its new hint on its next timer tick
     res["classes_error"] = str(dialog.see.classes.error or "")
     res["placeholder"] = dialog.see.placeholderText()
     res["placeholder_fits"] = (dialog.see.width()
