@@ -203,7 +203,9 @@ class _Stepper:
                  start: Tensor) -> None:
         self.objective = objective
         self.clamp = params.optimizer == "adam"
-        self.image = resize(start.detach(), scale.width, scale.height).contiguous()
+        # A copy: at the input's own size, resize returns the caller's tensor itself.
+        self.image = resize(start.detach(), scale.width, scale.height).clone(
+            memory_format=torch.contiguous_format)
         self.image.requires_grad_(True)
         if params.optimizer == "lbfgs":
             # One function evaluation per step, no line search: neural-style's behaviour, and it

@@ -225,6 +225,17 @@ def test_init_content_and_original_colors(model, photo):
     assert coloured[0, 0].mean() > coloured[0, 1].mean()  # chroma from the red content
 
 
+@pytest.mark.parametrize("init", ["content", "image"])
+def test_render_never_writes_into_the_callers_tensors(model, photo, init):
+    """At a first scale of the input's own size, resizing returns the caller's tensor itself; the
+    optimiser must still work on a copy."""
+    content, start = photo.clone(), photo.flip(-1).clone()
+    params = RenderParams(init=init, **{**FAST, "size": max(photo.shape[-2:]), "scales": 1})
+    render(model, photo, params, init_image=start if init == "image" else None, see_top=0)
+    assert torch.equal(photo, content)
+    assert torch.equal(start, photo.flip(-1))
+
+
 def test_top_classes_are_sorted_probabilities(model):
     seen = top_classes(model, torch.rand(3, 50, 70), k=4)
     assert len(seen) == 4
