@@ -27,7 +27,17 @@ import zmq
 
 from neural_mirage import __version__
 from neural_mirage.engine import MAX_SIZE, MirageVGG, ParamError, RenderParams, plan_scales
-from neural_mirage.engine.estimate import Speed, measure_speed, render_seconds, size_within
+from neural_mirage.engine.device import available_memory
+from neural_mirage.engine.estimate import (
+    RenderTooLarge,
+    Speed,
+    check_memory,
+    largest_size,
+    measure_speed,
+    peak_bytes,
+    render_seconds,
+    size_within,
+)
 from neural_mirage.engine.render import fit_size
 from neural_mirage.engine.steering import available_groups
 from neural_mirage.install.weights import ModelInfo, ModelSpec
@@ -63,6 +73,9 @@ class DaemonConfig:
     """Largest image a SUBMIT may send (what is rendered from)."""
     max_output_pixels: int = 8192 * 8192
     """Largest ``output`` size: the result scaled to the editor's area (a camera photo's)."""
+    max_memory: int | None = None
+    """Bytes a render may need (estimated before it starts); None: the devices' free memory
+    when the daemon starts."""
     client_timeout: float = 1.0
     """A non-detached job is cancelled when its client has been silent this long."""
     curve_dir: Path | None = None
@@ -101,6 +114,8 @@ class Daemon:
         self.models = models
         self.speed = speed
         """The first device's measured speed, for ESTIMATE."""
+        self.memory = config.max_memory or min(available_memory(d) for d, _, _ in models)
+        """What a render may need: larger ones are refused before they start."""
         self.info = models[0][2]
         self.context = zmq.Context()
         self.queue = JobQueue(config.max_queue)
@@ -295,7 +310,7 @@ class Daemon:
                 "model": {"weights": self.info.weights, "arch": self.info.arch,
                           "label": self.info.label, "pretrained": self.info.pretrained,
                           "classes": self.info.classes},
-                "limits": {"max_pixels": self.config.max_pixels,
+                "limits": {"max_pixels": self.config.max_pixels, "max_memory": self.memory,
                            "max_output_pixels": self.config.max_output_pixels,
                            "max_size": MAX_SIZE,
                            "max_queue": self.config.max_queue,
@@ -347,6 +362,11 @@ class Daemon:
             plan_scales(*fit_size(rgb.shape[1], rgb.shape[0], params.size), params)
         except ParamError as exc:
             raise P.ProtocolError(P.E_BAD_PARAMS, str(exc)) from None
+        try:
+            check_memory(rgb.shape[1], rgb.shape[0], params, self.memory,
+                         f"the daemon's {self.models[0][0]}")
+        except RenderTooLarge as exc:
+            raise P.ProtocolError(P.E_OUT_OF_MEMORY, str(exc)) from None
         job = Job(owner=identity, client_job=header.get("job"), params=params, rgb=rgb,
                   alpha=alpha, mask=mask, meta=header["image"], output=output, detached=detach,
                   preview_every=preview_every, preview_size=preview_size,
@@ -380,7 +400,9 @@ class Daemon:
         try:
             seconds = render_seconds(width, height, params, self.speed)
             scales = plan_scales(*fit_size(width, height, params.size), params)
-            quick = size_within(width, height, params, self.speed, QUICK_SECONDS)
+            largest = largest_size(width, height, params, MAX_SIZE,
+                                   lambda trial: peak_bytes(width, height, trial) <= self.memory)
+            quick = min(largest, size_within(width, height, params, self.speed, QUICK_SECONDS))
             quick_params = RenderParams(**{**params.to_dict(), "size": quick})
             quick_seconds = render_seconds(width, height, quick_params, self.speed)
         except ParamError as exc:
@@ -388,6 +410,8 @@ class Daemon:
         return {"type": P.ESTIMATE_REPLY, "size": params.size, "seconds": round(seconds, 1),
                 "render": [scales[-1].width, scales[-1].height],
                 "iterations": sum(s.iterations for s in scales),
+                "memory": peak_bytes(width, height, params), "max_memory": self.memory,
+                "largest_size": largest,
                 "quick_size": quick, "quick_seconds": round(quick_seconds, 1),
                 "device": str(self.models[0][0])}, []
 

@@ -1,4 +1,4 @@
-"""How long a render will take on a device, before it starts.
+"""How long a render will take on a device, and how much memory it needs, before it starts.
 
 An artist picks a render size without knowing what it costs: on a 2-core CPU a 512 px render takes
 minutes and a 4000 px one days, on a GPU seconds. The daemon measures its device once
@@ -9,19 +9,28 @@ The model: an iteration at ``p`` pixels takes ``overhead + per_pixel * p`` secon
 layers dominate and scale with the pixels; the fc layers and the optimiser's bookkeeping add a
 little per iteration); a render is the sum over its planned scales. Early stops make real renders
 shorter, so the estimate is an upper bound in the common case.
+
+Memory is estimated the same way, so a render that would not fit is refused before it starts
+with the largest size that fits, instead of failing (or swapping) halfway.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from .params import MAX_SIZE, RenderParams
-from .render import Progress, fit_size, plan_scales, render
+from .render import Progress, fit_size, lbfgs_history_size, plan_scales, render
 from .vgg import MIN_SIDE, MirageVGG
+
+#: Working memory per pixel of the largest scale, L-BFGS history aside: measured on the CPU as
+#: the rise of peak RSS during a 512 and a 768 px render with the default layers (2,730 and
+#: 2,560 B/px, 2026-11-27); an H100 showed about 2,400 (27 GiB at 4096x3072).
+BYTES_PER_PIXEL = 2800
 
 #: The two sizes (square) timed by :func:`measure_speed`: small, so the daemon starts quickly,
 #: and far enough apart to separate the per-pixel cost from the per-iteration one.
@@ -79,22 +88,64 @@ def render_seconds(width: int, height: int, params: RenderParams, speed: Speed) 
                        for s in scales)
 
 
+def peak_bytes(width: int, height: int, params: RenderParams) -> int:
+    """Estimated working memory of a render at ``params.size`` (beyond the resident model).
+
+    The largest scale decides: activations saved for the backward pass (ReLU outputs, pooling
+    indices, gradients), about :data:`BYTES_PER_PIXEL` per pixel, plus the L-BFGS history (two
+    image-sized vectors per entry).
+    """
+    scales = plan_scales(*fit_size(width, height, params.size), params)
+    history = 2 * 3 * 4  # bytes per pixel per L-BFGS entry
+    return max(s.width * s.height * (BYTES_PER_PIXEL + history * (
+        lbfgs_history_size(params, s) if params.optimizer == "lbfgs" else 2)) for s in scales)
+
+
+class RenderTooLarge(ValueError):
+    """A render whose estimated memory exceeds the budget; the message names the largest size
+    that fits."""
+
+
+def check_memory(width: int, height: int, params: RenderParams, budget: int,
+                 where: str) -> None:
+    """Refuse before starting a render that would not fit in ``budget`` bytes on ``where`` (a
+    device's name)."""
+    need = peak_bytes(width, height, params)
+    if need <= budget:
+        return
+    largest = largest_size(width, height, params, MAX_SIZE,
+                           lambda trial: peak_bytes(width, height, trial) <= budget)
+    fits = peak_bytes(width, height, RenderParams(**{**params.to_dict(), "size": largest}))
+    advice = (f"Choose a size of at most {largest} px (the largest that fits)" if fits <= budget
+              else "Free some memory (even the smallest size does not fit)")
+    raise RenderTooLarge(f"{advice}: a render at {params.size} px needs about "
+                         f"{need / 1e9:.1f} GB of memory and {where} has {budget / 1e9:.1f} GB "
+                         f"for it.")
+
+
 def size_within(width: int, height: int, params: RenderParams, speed: Speed,
                 budget: float) -> int:
     """The largest render size (longest side, at most the picture's own) whose estimate stays
-    within ``budget`` seconds; never below what VGG can take (32 px on the shortest side)."""
-    def fits(size: int) -> bool:
-        trial = RenderParams(**{**params.to_dict(), "size": size})
-        return render_seconds(width, height, trial, speed) <= budget
+    within ``budget`` seconds."""
+    return largest_size(width, height, params, max(width, height),
+                        lambda trial: render_seconds(width, height, trial, speed) <= budget)
 
-    longest = min(max(width, height), MAX_SIZE)
+
+def largest_size(width: int, height: int, params: RenderParams, longest: int,
+                 fits: Callable[[RenderParams], bool]) -> int:
+    """The largest size up to ``longest`` for which ``fits(params with that size)``; never
+    below what VGG can take (32 px on the shortest side). ``fits`` must grow false with size."""
+    def trial(size: int) -> bool:
+        return fits(RenderParams(**{**params.to_dict(), "size": size}))
+
+    longest = min(longest, MAX_SIZE)
     low = min(longest, math.ceil(MIN_SIDE * max(width, height) / min(width, height)))
-    if fits(longest):
+    if trial(longest):
         return longest
     high = longest  # invariant: high does not fit; low fits or is the smallest allowed
     while high - low > 1:
         middle = (low + high) // 2
-        if fits(middle):
+        if trial(middle):
             low = middle
         else:
             high = middle

@@ -43,6 +43,21 @@ def weighted_list(what: str) -> Callable[[str], dict[str, float]]:
     return parse
 
 
+def byte_size(text: str) -> int:
+    """An argparse type for memory sizes: ``6G``, ``500M``, ``1.5GB`` or plain bytes."""
+    units = {"": 1, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+    number = text.strip().upper().removesuffix("B")
+    unit = number[-1:] if number[-1:] in units else ""
+    try:
+        value = float(number[: len(number) - len(unit)]) * units[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a memory size such as 6G or "
+                                         "500M") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a memory size must be positive")
+    return int(value)
+
+
 def parse_floats(text: str) -> list[float]:
     try:
         return [float(x) for x in text.split(",") if x.strip()]
@@ -143,6 +158,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     from .console import ProgressLine, print_seen
     from .convert import from_tensor, to_tensor
     from .engine import Progress, keep_freed_memory, pick_device, render
+    from .engine.device import available_memory
+    from .engine.estimate import check_memory
     from .images import read_image, write_image
     from .install.weights import load_model
 
@@ -160,6 +177,9 @@ def cmd_render(args: argparse.Namespace) -> int:
     init_image = to_tensor(read_image(args.init_image)) if args.init_image else None
     device = pick_device(args.device)
     keep_freed_memory()
+    height, width = source.height, source.width
+    budget = args.max_memory or available_memory(device)
+    check_memory(width, height, params, budget, f"this machine's {device}")
     model, info = load_model(model_spec(args), device)
     if not info.pretrained:
         print(f"Using {info.label}: the result shows the method, not a real mirage.",
@@ -220,6 +240,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     from .daemon.server import DaemonConfig, configure_logging, default_cache_dir, run_daemon
 
     config = DaemonConfig(max_queue=args.max_queue, max_pixels=args.max_pixels,
+                          max_memory=args.max_memory,
                           client_timeout=args.client_timeout,
                           curve_dir=Path(args.curve_dir) if args.curve_dir else None)
     if args.bind:
@@ -389,6 +410,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--save-every", type=int, default=0, metavar="N",
                    help="also write OUTPUT-name.NNNNN.png every N iterations")
     g.add_argument("--top", type=int, default=5, help="classes to report (0: none)")
+    g.add_argument("--max-memory", type=byte_size, metavar="SIZE",
+                   help="refuse a render estimated to need more, e.g. 6G (default: the "
+                        "device's free memory)")
     p.set_defaults(func=cmd_render)
 
     p = commands.add_parser("daemon", help="run the render daemon in the foreground")
@@ -399,6 +423,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one worker per device, e.g. cuda:0,cuda:1 (default: auto)")
     p.add_argument("--max-queue", type=int, default=32, help="queued jobs before BUSY")
     p.add_argument("--max-pixels", type=int, default=4096 * 4096, help="largest input image")
+    p.add_argument("--max-memory", type=byte_size, metavar="SIZE",
+                   help="refuse renders estimated to need more, e.g. 6G (default: the "
+                        "device's free memory when the daemon starts)")
     p.add_argument("--client-timeout", type=float, default=1.0,
                    help="cancel a job when its client is silent this long (not detached jobs)")
     p.add_argument("--curve-dir", metavar="DIR",

@@ -87,6 +87,9 @@ def test_missing_weights_say_how_to_get_them(tmp_path, photo):
     (["render", "{photo}", "{tmp}/o.gif"], "must end in .png"),
     (["render", "{photo}", "{tmp}/o.png", "--content-layers", "fc7:x"], "not a number"),
     (["render", "{photo}", "{tmp}/o.png", "--device", "cuda:7"], "cuda"),
+    (["render", "{photo}", "{tmp}/o.png", "--size", "4096", "--max-memory", "1G"],
+     "Choose a size of at most"),
+    (["render", "{photo}", "{tmp}/o.png", "--max-memory", "lots"], "not a memory size"),
 ])
 def test_bad_input_is_one_clear_line(tmp_path, photo, args, message):
     (tmp_path / "text.png").write_text("not really a picture")

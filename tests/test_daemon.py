@@ -134,6 +134,26 @@ def test_estimate_is_the_right_order_of_magnitude(client):
     assert estimate / 3 < result.header["elapsed"] < estimate * 3
 
 
+def test_a_render_that_would_not_fit_in_memory_is_refused_before_it_starts():
+    d = start_daemon(None, None, "--max-memory", "300M")
+    try:
+        with d.client() as c:
+            raw, meta = bgra(64, 48)
+            reply = c.estimate({"size": 1024}, 64, 48)
+            assert reply["max_memory"] == 300_000_000 and reply["memory"] > 300_000_000
+            largest = reply["largest_size"]
+            assert 64 < largest < 1024
+            with pytest.raises(DaemonError) as info:
+                c.submit(raw, meta, {**TINY, "size": 1024})
+            assert info.value.code == P.E_OUT_OF_MEMORY
+            assert str(info.value).startswith(f"Choose a size of at most {largest} px")
+            result = c.render(raw, meta, {**TINY, "size": 64})  # the next job is served
+            assert result.image["width"] == 64
+            c.ack(result.job)
+    finally:
+        d.stop()
+
+
 def test_cancel_mid_job(client):
     raw, meta = bgra(64, 64)
     seen = []

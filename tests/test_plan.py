@@ -14,7 +14,7 @@ from .daemon_process import start_daemon
 
 @pytest.fixture(scope="module")
 def client():
-    daemon = start_daemon(None, None, "--max-pixels", "1000000")
+    daemon = start_daemon(None, None, "--max-pixels", "200000", "--max-memory", "2G")
     c = daemon.client()
     yield c
     c.close()
@@ -41,17 +41,27 @@ def test_quick_look_fits_the_time_budget_and_never_enlarges(client):
 
 
 def test_a_long_render_is_flagged_and_explained(client):
-    plan = plan_render(client, Settings(size_mode="layer", iterations=5000), 900, 600)
+    plan = plan_render(client, Settings(size_mode="layer", iterations=5000), 480, 320)
     assert plan.long
-    assert plan.question().startswith("This render at 900x600 px will take about ")
+    assert plan.question().startswith("This render at 480x320 px will take about ")
     assert "Render anyway?" in plan.question()
 
 
 def test_more_pixels_than_the_daemon_takes_names_the_largest_size(client):
     with pytest.raises(MirageError) as info:
-        plan_render(client, Settings(size_mode="layer"), 1600, 1200)
+        plan_render(client, Settings(size_mode="layer"), 600, 400)
     assert info.value.code == "too_large"
-    assert str(info.value).startswith("Choose a render size of at most 1154 px")
+    assert str(info.value).startswith("Choose a render size of at most 547 px")
+
+
+def test_more_memory_than_the_daemon_has_names_the_largest_size(client):
+    largest = client.estimate({"size": 1600}, 1600, 1200)["largest_size"]
+    assert 500 < largest < 1600
+    with pytest.raises(MirageError) as info:
+        plan_render(client, Settings(size_mode="layer"), 1600, 1200)
+    assert info.value.code == "out_of_memory"
+    assert str(info.value).startswith(f"Choose a render size of at most {largest} px: a "
+                                      "render at 1600 px needs about ")
 
 
 def test_durations_and_progress_read_as_people_say_them():

@@ -70,6 +70,11 @@ def plan_render(session: Any, settings: Settings, width: int, height: int) -> Pl
     if size != params["size"]:
         params["size"] = size
         reply = session.estimate(params, width, height)
+    if size > reply.get("largest_size", size):
+        raise MirageError(f"Choose a render size of at most {reply['largest_size']} px: a "
+                          f"render at {size} px needs about {reply['memory'] / 1e9:.1f} GB of "
+                          f"memory, and the daemon's {reply['device']} has "
+                          f"{reply['max_memory'] / 1e9:.1f} GB for it.", "out_of_memory")
     render = (int(reply["render"][0]), int(reply["render"][1]))
     send = render if size < max(width, height) else (width, height)
     max_pixels = limits.get("max_pixels", send[0] * send[1])
