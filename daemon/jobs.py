@@ -9,8 +9,6 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from neural_mirage.engine import RenderParams
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
@@ -24,11 +22,13 @@ class Job:
     """ZeroMQ identity of the submitting client: where PROGRESS and RESULT go."""
     client_job: Any
     params: RenderParams
-    rgb: np.ndarray
-    alpha: np.ndarray | None
-    mask: np.ndarray | None
+    frame: memoryview
+    """The submitted pixels as they came (checked against ``meta``); the worker converts them
+    when the job starts, so the I/O thread never spends a pass over every pixel."""
     meta: dict[str, Any]
     """The submitted image's layout; the result comes back in the same layout."""
+    mask_frame: memoryview | None = None
+    mask_meta: dict[str, Any] | None = None
     output: tuple[int, int] | None = None
     """(width, height) the result is scaled to (the editor's area); None: the render's size."""
     detached: bool = False

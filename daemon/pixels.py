@@ -13,14 +13,21 @@ _NUMPY = {"u8": np.uint8, "u16": np.uint16, "f32": np.float32}
 _SCALE = {"u8": 255.0, "u16": 65535.0, "f32": 1.0}
 
 
-def decode(meta: dict[str, Any], frame: bytes | memoryview, max_pixels: int,
-           name: str = "image") -> tuple[np.ndarray, np.ndarray | None]:
-    """(H, W, 3) float32 RGB and an (H, W) alpha or None, from a checked frame."""
+def check_frame(meta: dict[str, Any], frame: bytes | memoryview, max_pixels: int,
+                name: str = "image") -> None:
+    """Check a frame against its meta (cheap: the daemon's I/O thread does this at SUBMIT)."""
     expected = check_image_meta(meta, max_pixels, name)
     if len(frame) != expected:
         raise ProtocolError(E_BAD_IMAGE, f"the {name} frame has {len(frame)} bytes, but "
                                          f"{meta['width']}x{meta['height']}x{meta['channels']} "
                                          f"{meta['dtype']} needs {expected}")
+
+
+def decode(meta: dict[str, Any], frame: bytes | memoryview,
+           name: str = "image") -> tuple[np.ndarray, np.ndarray | None]:
+    """(H, W, 3) float32 RGB and an (H, W) alpha or None, from a frame :func:`check_frame`
+    passed. A pass over every pixel: a worker does it, so a 64 MP frame never holds up the I/O
+    thread."""
     dtype, channels = meta["dtype"], meta["channels"]
     data = np.frombuffer(frame, dtype=_NUMPY[dtype]).reshape(meta["height"], meta["width"],
                                                              channels)

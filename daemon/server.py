@@ -69,7 +69,7 @@ class DaemonConfig:
     runtime_dir: Path = field(default_factory=P.runtime_dir)
     cache_dir: Path = field(default_factory=lambda: default_cache_dir())
     max_queue: int = 32
-    max_pixels: int = 4096 * 4096
+    max_pixels: int = 8192 * 8192
     """Largest image a SUBMIT may send (what is rendered from)."""
     max_output_pixels: int = 8192 * 8192
     """Largest ``output`` size: the result scaled to the editor's area (a camera photo's)."""
@@ -342,33 +342,35 @@ class Daemon:
         if len(frames) != 3 + has_mask:
             raise P.ProtocolError(P.E_BAD_IMAGE, f"SUBMIT needs {1 + has_mask} pixel frame(s) "
                                   f"after the header, got {len(frames) - 2}")
-        rgb, alpha = pixels.decode(header.get("image"), frames[2].buffer, self.config.max_pixels)
+        image = header.get("image")
+        pixels.check_frame(image, frames[2].buffer, self.config.max_pixels)
+        width, height = image["width"], image["height"]
         output = None
         if header.get("output") is not None:
             output = P.check_size(header["output"], self.config.max_output_pixels, "output")
-        mask = None
+        mask = header.get("mask")
         if has_mask:
-            meta = header["mask"]
-            mask, _ = pixels.decode(meta, frames[3].buffer, self.config.max_output_pixels,
-                                    "mask")
-            size = output or (rgb.shape[1], rgb.shape[0])
-            if mask.ndim != 2 or mask.shape != (size[1], size[0]):
+            pixels.check_frame(mask, frames[3].buffer, self.config.max_output_pixels, "mask")
+            if mask["channels"] != 1 or (mask["width"], mask["height"]) != (output or (
+                    width, height)):
                 raise P.ProtocolError(P.E_BAD_IMAGE, "the mask must have 1 channel and the "
                                       f"{'output' if output else 'image'}'s width and height")
         if params.init == "image":
             raise P.ProtocolError(P.E_BAD_PARAMS, "init 'image' is not available through the "
                                   "daemon: use 'random' or 'content'")
         try:  # refuse now what the worker would refuse later (e.g. too small a result)
-            plan_scales(*fit_size(rgb.shape[1], rgb.shape[0], params.size), params)
+            plan_scales(*fit_size(width, height, params.size), params)
         except ParamError as exc:
             raise P.ProtocolError(P.E_BAD_PARAMS, str(exc)) from None
         try:
-            check_memory(rgb.shape[1], rgb.shape[0], params, self.memory,
+            check_memory(width, height, params, self.memory,
                          f"the daemon's {self.models[0][0]}")
         except RenderTooLarge as exc:
             raise P.ProtocolError(P.E_OUT_OF_MEMORY, str(exc)) from None
-        job = Job(owner=identity, client_job=header.get("job"), params=params, rgb=rgb,
-                  alpha=alpha, mask=mask, meta=header["image"], output=output, detached=detach,
+        job = Job(owner=identity, client_job=header.get("job"), params=params,
+                  frame=frames[2].buffer, meta=image, output=output,
+                  mask_frame=frames[3].buffer if has_mask else None,
+                  mask_meta=mask if has_mask else None, detached=detach,
                   preview_every=preview_every, preview_size=preview_size,
                   number=next(self._numbers))
         try:
@@ -377,7 +379,7 @@ class Daemon:
             raise P.ProtocolError(P.E_BUSY, f"the queue is full ({self.config.max_queue} jobs); "
                                   "try again when some have finished") from None
         self.jobs[job.id] = job
-        log.info("job %s queued at %d (%dx%d%s)", job.id, position, rgb.shape[1], rgb.shape[0],
+        log.info("job %s queued at %d (%dx%d%s)", job.id, position, width, height,
                  ", detached" if detach else "")
         return {"type": P.ACCEPTED, "job": job.id, "client_job": job.client_job,
                 "position": position}, []

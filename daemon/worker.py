@@ -35,6 +35,7 @@ from .protocol import (
     E_RENDER_FAILED,
     PROGRESS,
     RESULT,
+    ProtocolError,
     error,
     pack,
 )
@@ -97,13 +98,18 @@ class Worker(threading.Thread):
             self._send(job, header, frames)
 
         try:
+            rgb, alpha = pixels.decode(job.meta, job.frame)
+            mask = None
+            if job.mask_frame is not None:
+                mask, _ = pixels.decode(job.mask_meta, job.mask_frame, "mask")
+            job.frame = job.mask_frame = None  # the converted copies are all we need now
             params = job.params
             params.preview_every = job.preview_every
             # (H, W, 3) memory is NCHW's channels_last: the network reads it without a copy.
-            content = torch.from_numpy(job.rgb).permute(2, 0, 1)
+            content = torch.from_numpy(rgb).permute(2, 0, 1)
             result = render(self.model, content, params, on_progress=on_progress,
                             should_cancel=job.cancel.is_set)
-            header, raw = self._result(job, result)
+            header, raw = self._result(job, result, alpha, mask)
             header["started"] = started
             self.store.put(job.id, header, raw)
             job.state = DONE
@@ -116,6 +122,8 @@ class Worker(threading.Thread):
             return {"type": CANCELLED_MSG, "job": job.id}, []
         except ParamError as exc:
             return self._failed(job, E_BAD_PARAMS, str(exc))
+        except ProtocolError as exc:  # pixels that do not convert (NaN in a float frame)
+            return self._failed(job, exc.code, str(exc))
         except (torch.cuda.OutOfMemoryError, MemoryError):
             return self._failed(job, E_OUT_OF_MEMORY, f"out of memory on {self.device}: try a "
                                 "smaller size or fewer L-BFGS history entries")
@@ -133,16 +141,17 @@ class Worker(threading.Thread):
         log.warning("job %s: %s", job.id, message)
         return error(code, message, job=job.id), []
 
-    def _result(self, job: Job, result: Any) -> tuple[dict[str, Any], bytes]:
+    def _result(self, job: Job, result: Any, alpha: Any, mask: Any) -> tuple[dict[str, Any],
+                                                                             bytes]:
         image = result.image
         if job.output is not None:  # scaled here, so the editor inserts it as it is: no
             image = resize(image.unsqueeze(0), *job.output)[0]  # extra undo step, no overshoot
         rgb = image.permute(1, 2, 0).numpy()
         height, width = rgb.shape[:2]
-        alpha = None if job.alpha is None else pixels.resize_plane(job.alpha, width, height)
+        alpha = None if alpha is None else pixels.resize_plane(alpha, width, height)
         like = dict(job.meta)
-        if job.mask is not None:
-            mask = pixels.resize_plane(job.mask, width, height)
+        if mask is not None:
+            mask = pixels.resize_plane(mask, width, height)
             alpha = mask if alpha is None else alpha * mask
             if like["channels"] == 3:
                 like.update(channels=4, order=like["order"] + "A")

@@ -309,7 +309,7 @@ def _save_result(result: Any, output: Path, bits: int) -> None:
     from .daemon import pixels
     from .images import Picture, write_image
 
-    rgb, alpha = pixels.decode(result.image, result.pixels, max_pixels=1 << 62)
+    rgb, alpha = pixels.decode(result.image, result.pixels)
     write_image(output, Picture(rgb, alpha, bits), bits)
 
 
@@ -422,7 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--devices", default="auto",
                    help="one worker per device, e.g. cuda:0,cuda:1 (default: auto)")
     p.add_argument("--max-queue", type=int, default=32, help="queued jobs before BUSY")
-    p.add_argument("--max-pixels", type=int, default=4096 * 4096, help="largest input image")
+    p.add_argument("--max-pixels", type=int, default=8192 * 8192, help="largest input image")
     p.add_argument("--max-memory", type=byte_size, metavar="SIZE",
                    help="refuse renders estimated to need more, e.g. 6G (default: the "
                         "device's free memory when the daemon starts)")

@@ -184,6 +184,40 @@ def test_ping_and_status_answer_while_rendering(daemon, client):
         other.close()
 
 
+def test_ping_answers_while_a_64_mp_submit_arrives_and_converts(daemon, client):
+    """The I/O thread only checks a SUBMIT's frame; a worker converts its pixels. So a camera
+    scan of 8192x8192 (256 MB of 8-bit RGBA) does not hold up anybody's PING."""
+    side = 8192
+    raw = np.zeros((side, side, 4), np.uint8)
+    raw[..., 3] = 255
+    meta = P.image_meta(side, side, 4, "u8", "RGBA")
+    accepted: list[dict] = []
+    sender = threading.Thread(target=lambda: accepted.append(
+        client.submit(raw.tobytes(), meta, {**TINY, "size": 64}, detach=True)))
+    other = daemon.client(timeout=5)
+    try:
+        pings = [other.ping()]
+        sender.start()
+        deadline = time.monotonic() + 60
+        def busy() -> bool:
+            status = other.status()
+            return any(j["job"] == accepted[0]["job"]
+                       for j in status["running"] + status["queue"])
+
+        while (not accepted or busy()) and time.monotonic() < deadline:
+            pings.append(other.ping())
+            time.sleep(0.02)
+        sender.join()
+        assert accepted, "the 64 MP SUBMIT was not accepted"
+        assert len(pings) > 10
+        assert max(pings) < 0.25, f"PING took {max(pings):.3f} s while 64 MP arrived"
+        result = other.fetch(accepted[0]["job"])
+        assert result.image["width"] == 64
+        other.ack(result.job)
+    finally:
+        other.close()
+
+
 CHILD = """
 import sys
 from neural_mirage.daemon.client import Client
