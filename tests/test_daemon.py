@@ -111,6 +111,15 @@ def test_output_scales_the_result_to_the_area_with_a_full_size_mask(client):
     client.ack(result.job)
 
 
+def test_a_float_frame_with_nan_fails_its_job_with_bad_image(client):
+    floats = np.full((32, 40, 4), 0.5, np.float32)
+    floats[3, 4, 1] = np.nan
+    with pytest.raises(DaemonError) as info:
+        client.render(floats.tobytes(), P.image_meta(40, 32, 4, "f32", "RGBA"), TINY)
+    assert info.value.code == P.E_BAD_IMAGE and "NaN" in str(info.value)
+    assert client.ping() < 1.0
+
+
 def test_estimate_gives_the_time_and_a_quick_size(client):
     params = {"size": 512, "iterations": 300}
     reply = client.estimate(params, 6000, 4000)
