@@ -153,7 +153,8 @@ class Daemon:
                                    ) from exc
         self.events.bind(EVENTS_ENDPOINT)
         for device, model, info in self.models:
-            worker = Worker(self.context, self.queue, self.store, model, info, device)
+            worker = Worker(self.context, self.queue, self.store, model, info, device,
+                            self.memory)
             worker.start()
             self.workers.append(worker)
         if config.write_connection_file:
@@ -402,8 +403,9 @@ class Daemon:
         try:
             seconds = render_seconds(width, height, params, self.speed)
             scales = plan_scales(*fit_size(width, height, params.size), params)
-            largest = largest_size(width, height, params, MAX_SIZE,
-                                   lambda trial: peak_bytes(width, height, trial) <= self.memory)
+            largest = largest_size(
+                width, height, params, MAX_SIZE,
+                lambda trial: peak_bytes(width, height, trial, self.memory) <= self.memory)
             quick = min(largest, size_within(width, height, params, self.speed, QUICK_SECONDS))
             quick_params = RenderParams(**{**params.to_dict(), "size": quick})
             quick_seconds = render_seconds(width, height, quick_params, self.speed)
@@ -412,7 +414,8 @@ class Daemon:
         return {"type": P.ESTIMATE_REPLY, "size": params.size, "seconds": round(seconds, 1),
                 "render": [scales[-1].width, scales[-1].height],
                 "iterations": sum(s.iterations for s in scales),
-                "memory": peak_bytes(width, height, params), "max_memory": self.memory,
+                "memory": peak_bytes(width, height, params, self.memory),
+                "max_memory": self.memory,
                 "largest_size": largest,
                 "quick_size": quick, "quick_seconds": round(quick_seconds, 1),
                 "device": str(self.models[0][0])}, []

@@ -49,7 +49,8 @@ _starts = itertools.count(1)
 
 class Worker(threading.Thread):
     def __init__(self, context: zmq.Context, queue: JobQueue, store: ResultStore,
-                 model: MirageVGG, info: ModelInfo, device: torch.device) -> None:
+                 model: MirageVGG, info: ModelInfo, device: torch.device,
+                 memory_budget: int) -> None:
         super().__init__(name=f"worker-{device}", daemon=True)
         self.context = context
         self.queue = queue
@@ -57,6 +58,7 @@ class Worker(threading.Thread):
         self.model = model
         self.info = info
         self.device = device
+        self.memory_budget = memory_budget
 
     def run(self) -> None:
         self._events = self.context.socket(zmq.PUSH)
@@ -108,7 +110,7 @@ class Worker(threading.Thread):
             # (H, W, 3) memory is NCHW's channels_last: the network reads it without a copy.
             content = torch.from_numpy(rgb).permute(2, 0, 1)
             result = render(self.model, content, params, on_progress=on_progress,
-                            should_cancel=job.cancel.is_set)
+                            should_cancel=job.cancel.is_set, memory_budget=self.memory_budget)
             header, raw = self._result(job, result, alpha, mask)
             header["started"] = started
             self.store.put(job.id, header, raw)

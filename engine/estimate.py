@@ -16,6 +16,7 @@ with the largest size that fits, instead of failing (or swapping) halfway.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable
@@ -24,18 +25,13 @@ from dataclasses import dataclass
 import torch
 
 from .params import MAX_SIZE, RenderParams
-from .render import Progress, fit_size, lbfgs_history_size, plan_scales, render
+from .render import Progress, Scale, fit_size, plan_scales, render, scale_memory
 from .vgg import MIN_SIDE, MirageVGG
-
-#: Working memory per pixel of the largest scale, L-BFGS history aside: measured on the CPU as
-#: the rise of peak RSS during a 512 and a 768 px render with the default layers (2,730 and
-#: 2,560 B/px, 2026-11-27); an H100 showed about 2,400 (27 GiB at 4096x3072).
-BYTES_PER_PIXEL = 2800
 
 #: The two sizes (square) timed by :func:`measure_speed`: small, so the daemon starts quickly,
 #: and far enough apart to separate the per-pixel cost from the per-iteration one.
 _PROBE_SIDES = (64, 160)
-_PROBE_ITERATIONS = 3
+_PROBE_ITERATIONS = 4
 
 
 @dataclass(frozen=True)
@@ -69,7 +65,8 @@ def measure_speed(model: MirageVGG, params: RenderParams | None = None) -> Speed
                                 "preview_every": 0})
         render(model, image, probe, on_progress=record, see_top=0)
         # stamps[0] is iteration 0 (before the first step); the first step warms caches up.
-        seconds.append((stamps[-1] - stamps[1]) / (len(stamps) - 2))
+        # The fastest step is the device's speed: other programs only ever slow one down.
+        seconds.append(min(b - a for a, b in itertools.pairwise(stamps[1:])))
     small, large = (side * side for side in _PROBE_SIDES)
     per_pixel = max(0.0, (seconds[1] - seconds[0]) / (large - small))
     overhead = max(0.0, seconds[0] - per_pixel * small)
@@ -88,17 +85,17 @@ def render_seconds(width: int, height: int, params: RenderParams, speed: Speed) 
                        for s in scales)
 
 
-def peak_bytes(width: int, height: int, params: RenderParams) -> int:
-    """Estimated working memory of a render at ``params.size`` (beyond the resident model).
+def peak_bytes(width: int, height: int, params: RenderParams, budget: int | None = None) -> int:
+    """Estimated working memory of a render at ``params.size`` (beyond the resident model): its
+    largest scale's, with the conv blocks checkpointed where the plain pass would exceed
+    ``budget`` (as :func:`render` does)."""
+    def need(scale: Scale) -> int:
+        plain = scale_memory(params, scale, checkpoint=False)
+        if budget is None or plain <= budget:
+            return plain
+        return scale_memory(params, scale, checkpoint=True)
 
-    The largest scale decides: activations saved for the backward pass (ReLU outputs, pooling
-    indices, gradients), about :data:`BYTES_PER_PIXEL` per pixel, plus the L-BFGS history (two
-    image-sized vectors per entry).
-    """
-    scales = plan_scales(*fit_size(width, height, params.size), params)
-    history = 2 * 3 * 4  # bytes per pixel per L-BFGS entry
-    return max(s.width * s.height * (BYTES_PER_PIXEL + history * (
-        lbfgs_history_size(params, s) if params.optimizer == "lbfgs" else 2)) for s in scales)
+    return max(need(s) for s in plan_scales(*fit_size(width, height, params.size), params))
 
 
 class RenderTooLarge(ValueError):
@@ -110,12 +107,13 @@ def check_memory(width: int, height: int, params: RenderParams, budget: int,
                  where: str) -> None:
     """Refuse before starting a render that would not fit in ``budget`` bytes on ``where`` (a
     device's name)."""
-    need = peak_bytes(width, height, params)
+    need = peak_bytes(width, height, params, budget)
     if need <= budget:
         return
     largest = largest_size(width, height, params, MAX_SIZE,
-                           lambda trial: peak_bytes(width, height, trial) <= budget)
-    fits = peak_bytes(width, height, RenderParams(**{**params.to_dict(), "size": largest}))
+                           lambda trial: peak_bytes(width, height, trial, budget) <= budget)
+    fits = peak_bytes(width, height, RenderParams(**{**params.to_dict(), "size": largest}),
+                      budget)
     advice = (f"Choose a size of at most {largest} px (the largest that fits)" if fits <= budget
               else "Free some memory (even the smallest size does not fit)")
     raise RenderTooLarge(f"{advice}: a render at {params.size} px needs about "

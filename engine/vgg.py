@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
+import torch.utils.checkpoint
 from torch import Tensor, nn
 
 #: Five 2x2 poolings: a smaller side would leave pool5 empty.
@@ -116,6 +117,9 @@ class MirageVGG(nn.Module):
             elif kind == "fc":
                 self.layers[name] = nn.Linear(*sizes[name])
         self._pools = {"max": nn.MaxPool2d(2, 2), "avg": nn.AvgPool2d(2, 2)}
+        #: Plan indices just after each pooling: the conv blocks, the unit of checkpointing.
+        self._block_ends = tuple(i + 1 for i, (_, kind) in enumerate(self.plan)
+                                 if kind == "pool")
         self._adapt = nn.AdaptiveMaxPool2d((7, 7))
 
     # -- weights -----------------------------------------------------------------------------
@@ -145,11 +149,14 @@ class MirageVGG(nn.Module):
         return (x * self.preprocessing.scale - self.mean) / self.std
 
     def features(self, image: Tensor, wanted: Iterable[str],
-                 pooling: str = "max") -> dict[str, Tensor]:
+                 pooling: str = "max", checkpoint: bool = False) -> dict[str, Tensor]:
         """Return the outputs of the ``wanted`` layers for an RGB image in [0, 1].
 
         Only the layers up to the deepest wanted one are run. ``pooling`` is ``"max"`` (as
         trained) or ``"avg"`` for pool1..pool5; the adaptive pooling before fc6 is always max.
+        ``checkpoint`` keeps only each conv block's output (and the wanted layers) for the
+        backward pass and runs the block again there: about a third more compute for much less
+        memory at large sizes.
         """
         wanted = set(wanted)
         unknown = wanted - set(self.layer_names)
@@ -164,8 +171,26 @@ class MirageVGG(nn.Module):
         # channels_last is oneDNN's native layout: no reorder before and after every conv.
         x = self.prepare(image).contiguous(memory_format=torch.channels_last)
         out: dict[str, Tensor] = {}
+        start = 0
+        for end in (*self._block_ends, len(self.plan)):
+            if start > last:
+                break
+            layers = self.plan[start:min(end, last + 1)]
+            if checkpoint and torch.is_grad_enabled() and layers[0][1] == "conv":
+                x, found = torch.utils.checkpoint.checkpoint(
+                    self._run, x, layers, wanted, pooling, use_reentrant=False)
+            else:
+                x, found = self._run(x, layers, wanted, pooling)
+            out.update(found)
+            start = end
+        return out
+
+    def _run(self, x: Tensor, layers: tuple[tuple[str, str], ...], wanted: set[str],
+             pooling: str) -> tuple[Tensor, dict[str, Tensor]]:
+        """Run ``layers`` on ``x``; return the last output and the wanted ones."""
+        out: dict[str, Tensor] = {}
         previous = ""
-        for name, kind in self.plan[: last + 1]:
+        for name, kind in layers:
             if kind in ("conv", "fc"):
                 x = self.layers[name](x)
             elif kind == "relu":
@@ -177,7 +202,7 @@ class MirageVGG(nn.Module):
             if name in wanted:
                 out[name] = x
             previous = name
-        return out
+        return x, out
 
     def forward(self, image: Tensor) -> Tensor:
         """fc8 logits for an RGB image in [0, 1] of any size."""

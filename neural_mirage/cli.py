@@ -195,7 +195,8 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     try:
         result = render(model, to_tensor(source), params, styles=styles or None,
-                        init_image=init_image, on_progress=on_progress, see_top=args.top)
+                        init_image=init_image, on_progress=on_progress, see_top=args.top,
+                        memory_budget=budget)
     finally:
         progress.close()
     write_image(output, from_tensor(result.image, source), args.bits)

@@ -236,6 +236,29 @@ def test_render_never_writes_into_the_callers_tensors(model, photo, init):
     assert torch.equal(start, photo.flip(-1))
 
 
+def test_checkpointed_blocks_give_the_same_features_and_gradients(model, photo):
+    layers = {"relu1_1", "relu3_1", "relu5_1", "fc7"}
+    grads = []
+    for checkpoint in (False, True):
+        image = photo.unsqueeze(0).clone().requires_grad_(True)
+        feats = model.features(image, layers, checkpoint=checkpoint)
+        loss = sum(f.square().mean() for f in feats.values())
+        loss.backward()
+        grads.append((loss.detach(), image.grad))
+    torch.testing.assert_close(grads[1][0], grads[0][0])
+    torch.testing.assert_close(grads[1][1], grads[0][1], rtol=1e-4, atol=1e-7)
+
+
+def test_a_memory_budget_checkpoints_large_scales_with_the_same_result(model, photo):
+    """A budget below the plain estimate makes the render checkpoint (less memory, more
+    compute); the optimisation itself is unchanged."""
+    params = RenderParams(**FAST)
+    plain = render(model, photo, params, see_top=0)
+    tight = render(model, photo, params, see_top=0, memory_budget=1)
+    torch.testing.assert_close(tight.image, plain.image, rtol=1e-3, atol=1e-4)
+    assert tight.loss == pytest.approx(plain.loss, rel=1e-4)
+
+
 def test_top_classes_are_sorted_probabilities(model):
     seen = top_classes(model, torch.rand(3, 50, 70), k=4)
     assert len(seen) == 4
