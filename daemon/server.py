@@ -13,6 +13,7 @@ import ipaddress
 import itertools
 import json
 import logging
+import math
 import os
 import signal
 import time
@@ -53,8 +54,11 @@ log = logging.getLogger("neural_mirage.daemon")
 #: Clients are told to PING this often while they wait for a job.
 HEARTBEAT_INTERVAL = 0.25
 #: ESTIMATE's ``quick_size`` is the largest size that renders within this many seconds: the
-#: plug-ins' default, a first look that finishes in about a minute or two.
+#: plug-ins' default, a first look that finishes in about a minute or two...
 QUICK_SECONDS = 90.0
+#: ...but never smaller than this (or the area): below it the fc layers' 224 px view sees too
+#: little to be worth a look; a slow device then gets the time question, not a useless result.
+QUICK_MIN_SIZE = 256
 _FINISHED_MEMORY = 1000
 _LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
@@ -406,7 +410,12 @@ class Daemon:
             largest = largest_size(
                 width, height, params, MAX_SIZE,
                 lambda trial: peak_bytes(width, height, trial, self.memory) <= self.memory)
-            quick = min(largest, size_within(width, height, params, self.speed, QUICK_SECONDS))
+            in_time = size_within(width, height, params, self.speed, QUICK_SECONDS)
+            sendable = largest_size(  # a quick look is sent at its own size
+                width, height, params, MAX_SIZE, lambda trial: math.prod(
+                    fit_size(width, height, trial.size)) <= self.config.max_pixels)
+            quick = min(largest, sendable,
+                        max(in_time, min(QUICK_MIN_SIZE, max(width, height))))
             quick_params = RenderParams(**{**params.to_dict(), "size": quick})
             quick_seconds = render_seconds(width, height, quick_params, self.speed)
         except ParamError as exc:

@@ -128,9 +128,15 @@ def test_estimate_gives_the_time_and_a_quick_size(client):
     assert reply["iterations"] == 75 + 150 + 300
     bigger = client.estimate({**params, "size": 1024}, 6000, 4000)
     assert bigger["seconds"] > 3 * reply["seconds"]
-    quick = reply["quick_size"]
-    assert 32 <= quick < 6000 and reply["quick_seconds"] <= 90.0
-    assert client.estimate({**params, "size": quick + 1}, 6000, 4000)["seconds"] >= 89.95
+    # a quick look: the largest size within 90 s (20 iterations: well above the floor here)
+    quick = client.estimate({**params, "iterations": 20}, 6000, 4000)
+    assert 256 < quick["quick_size"] < 6000 and quick["quick_seconds"] <= 90.0
+    bigger = client.estimate({**params, "iterations": 20, "size": quick["quick_size"] + 1},
+                             6000, 4000)
+    assert bigger["seconds"] >= 89.95
+    # never under 256 px (nor above the area): a slow render is then said, not shrunk
+    slow = client.estimate({**params, "iterations": 100000}, 6000, 4000)
+    assert slow["quick_size"] == 256 and slow["quick_seconds"] > 90
     assert client.estimate({"size": 64, "iterations": 2}, 120, 80)["quick_size"] == 120
 
 

@@ -150,7 +150,8 @@ def test_whole_layer_last_values_and_selection_at_layer_size(gimp, daemon):
     assert "<Image>/Filters/Artistic" in res["menu"]
     whole, again, selected = res["calls"]
     assert whole["status"] == "success", whole["error"]
-    assert whole["name"] == Settings(**settings).layer_name()
+    assert whole["name"] == Settings(**settings).layer_name(pretrained=False)
+    assert whole["name"].endswith(", sees church, random weights)")
     assert whole["offsets"] == [0, 0] and whole["size"] == [96, 64]
     assert whole["sent"]["send"] == [96, 64] and whole["sent"]["params"]["size"] == 96
     np.testing.assert_array_equal(layer_pixels(whole), daemon_result(daemon, whole["sent"]))
@@ -225,7 +226,7 @@ def test_second_and_third_session_use_the_stored_configuration(gimp):
 def test_camera_size_layer_is_scaled_down_before_sending(gimp, daemon):
     """A 4000x3000 layer (12 MP) through a daemon that takes at most 1 MP: a small render works
     because only the render size is sent; the quick look's size fits the daemon's time budget."""
-    quick = {**BASE, "iterations": 300, "size_mode": "quick"}
+    quick = {**BASE, "iterations": 20, "size_mode": "quick"}
     small = {**BASE, "iterations": 2, "size_mode": "custom", "size": 200}
     res = gimp.session(photo(4000, 3000), [
         {"settings": quick, "record": True, "run": False},
@@ -234,7 +235,7 @@ def test_camera_size_layer_is_scaled_down_before_sending(gimp, daemon):
     assert call["status"] == "success", call["error"]
     assert call["offsets"] == [0, 0] and call["size"] == [4000, 3000]
     assert call["sent"]["send"] == [200, 150]
-    assert planned["sent"]["params"]["size"] < 4000
+    assert 256 < planned["sent"]["params"]["size"] < 4000
     assert planned["sent"]["seconds"] <= 90.0
 
 

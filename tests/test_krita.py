@@ -134,6 +134,9 @@ def test_class_picker_and_cancel_in_the_dialog(daemon, bridge):
     assert "will take about" in res["question"] and "Render anyway?" in res["question"]
     assert res["cancel_status"] == "Cancelled."
     assert res["cancel_layers"][0] == res["cancel_layers"][1], "a cancelled render added a layer"
+    assert res["removed_error"].startswith("MirageError: Click the layer to render"), \
+        res["removed_error"]
+    assert res["kept_on_top"], "a result whose source layer was removed was not added"
 
 
 @pytest.mark.parametrize("bridge", [False, True], ids=["pyzmq", "bridge"])

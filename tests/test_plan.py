@@ -34,10 +34,17 @@ def test_a_larger_render_sends_the_area_as_it_is(client):
 
 
 def test_quick_look_fits_the_time_budget_and_never_enlarges(client):
-    plan = plan_render(client, Settings(iterations=300), 6000, 4000)
-    assert plan.params["size"] < 6000 and plan.seconds <= 90 and not plan.long
+    plan = plan_render(client, Settings(iterations=20), 6000, 4000)
+    assert 256 < plan.params["size"] < 6000 and plan.seconds <= 90 and not plan.long
     small = plan_render(client, Settings(iterations=2), 120, 80)
     assert small.params["size"] == 120 and small.send == (120, 80)
+
+
+def test_a_slow_quick_look_keeps_256_px_and_advises_fewer_iterations(client):
+    plan = plan_render(client, Settings(iterations=5000), 6000, 4000)
+    assert plan.params["size"] == 256 and plan.long
+    assert "Fewer iterations are quicker" in plan.question()
+    assert "'Quick look'" not in plan.question()
 
 
 def test_a_long_render_is_flagged_and_explained(client):

@@ -76,7 +76,7 @@ def friendly(exc: Exception) -> MirageError:
         "no_daemon": "Check that neural-mirage is installed and run 'neural-mirage "
                      "install-plugin' again: the plug-in could not reach or start the render "
                      "daemon ({text}). Its log: " + _LOG + ".",
-        "timeout": "Try again in a moment: the neural-mirage daemon did not answer ({text}).",
+        "timeout": "Try again in a moment; the neural-mirage daemon did not answer: {text}.",
         "version_mismatch": "Install the same version of the plug-in and the daemon: {text}.",
         "out_of_memory": "Choose a smaller render size: the daemon ran out of memory ({text}).",
         "busy": "Try again when some renders have finished: {text}.",

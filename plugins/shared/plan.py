@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .connection import MirageError
-from .presets import Settings
+from .presets import QUICK, Settings
 
 #: Before a render estimated longer than this, the dialogs say how long it takes and ask.
 ASK_SECONDS = 180.0
@@ -36,6 +36,8 @@ class Plan:
     seconds: float
     """The daemon's estimate for the whole render."""
     device: str
+    mode: str
+    """The settings' size mode (the advice before a long render depends on it)."""
 
     @property
     def scaled(self) -> bool:
@@ -54,9 +56,12 @@ class Plan:
     def question(self) -> str:
         """What the dialogs ask before a long render."""
         width, height = self.render
+        advice = ("Fewer iterations are quicker: a quick look is not rendered smaller than this"
+                  if self.mode == QUICK else
+                  "A smaller render size or fewer iterations is quicker; 'Quick look' picks a "
+                  "size for a first result in a minute or two")
         return (f"This render at {width}x{height} px will take about {duration(self.seconds)} "
-                f"on the daemon's {self.device}. Render anyway? (A smaller render size or fewer "
-                f"iterations is quicker; 'Quick look' gives a first result in a minute or two.)")
+                f"on the daemon's {self.device}. Render anyway? ({advice}.)")
 
 
 def plan_render(session: Any, settings: Settings, width: int, height: int) -> Plan:
@@ -84,7 +89,7 @@ def plan_render(session: Any, settings: Settings, width: int, height: int) -> Pl
                           f"at most {max_pixels / 1e6:.1f} megapixels, and {send[0]}x{send[1]} "
                           f"is more.", "too_large")
     return Plan(params, (width, height), render, send, float(reply["seconds"]),
-                reply["device"])
+                reply["device"], settings.size_mode)
 
 
 def duration(seconds: float) -> str:

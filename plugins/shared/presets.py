@@ -82,12 +82,14 @@ class Settings:
                 "see": parse_weighted(self.see, "class"), "see_weight": float(self.see_weight),
                 **self.extra}
 
-    def layer_name(self) -> str:
-        """A new layer's name that says how it was made."""
+    def layer_name(self, pretrained: bool = True) -> str:
+        """A new layer's name that says how it was made (and when the daemon's network was
+        not trained: its random weights show the method, not a mirage)."""
         layers = "+".join(self.content_layers())
         seeing = ", sees " + " + ".join(parse_weighted(self.see, "class")) if self.see else ""
+        untrained = ", random weights" if not pretrained else ""
         return (f"Neural Mirage ({layers}, content {self.content_weight:g}, "
-                f"style {self.style_weight:g}, seed {self.seed}{seeing})")
+                f"style {self.style_weight:g}, seed {self.seed}{seeing}{untrained})")
 
 
 def parse_weighted(text: str, what: str) -> dict[str, float]:

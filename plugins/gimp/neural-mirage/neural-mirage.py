@@ -114,7 +114,8 @@ def render(image: Any, drawable: Any, settings: Settings, progress: Any,
                 watch.cancel()
             result = watch.poll(0.1)
             progress.pump()
-        layer = _insert(image, drawable, result, settings.layer_name(), fmt,
+        name = settings.layer_name(result.header.get("pretrained", True))
+        layer = _insert(image, drawable, result, name, fmt,
                         (ox + x, oy + y, w, h))
         session.ack(job)
         return layer

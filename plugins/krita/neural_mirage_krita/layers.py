@@ -56,6 +56,10 @@ def read_area(doc: Any, node: Any) -> Area:
     """The active layer and the area to render (no pixels yet: their size is planned first)."""
     if doc is None or node is None:
         raise MirageError("open an image and select a paint layer first")
+    if node.parentNode() is None:  # Krita still names a layer that an undo removed
+        raise MirageError(f"Click the layer to render in the Layers docker: Krita reports "
+                          f"'{node.name()}' as the active layer, but it is no longer in the "
+                          f"image (undone or deleted).")
     if node.type() != "paintlayer":
         raise MirageError(f"'{node.name()}' is a {node.type()}; choose a paint layer")
     fmt = FORMATS.get((node.colorModel(), node.colorDepth()))
@@ -104,7 +108,12 @@ def insert_result(doc: Any, area: Area, result: Any, name: str) -> Any:
                           f"{area.width}x{area.height} area: update neural-mirage")
     layer = doc.createNode(name, "paintlayer")
     layer.setPixelData(result.pixels, area.x, area.y, area.width, area.height)
-    area.node.parentNode().addChildNode(layer, area.node)
+    parent = area.node.parentNode()
+    if parent is None:  # the source was removed during the render: keep the result on top
+        children = doc.rootNode().childNodes()
+        doc.rootNode().addChildNode(layer, children[-1] if children else None)
+    else:
+        parent.addChildNode(layer, area.node)
     doc.refreshProjection()
     return layer
 
@@ -174,7 +183,8 @@ class MirageRun:
             result = self.watch.poll(timeout)
             if result is None:
                 return None
-            self.layer = insert_result(self.doc, self.area, result, self.settings.layer_name())
+            name = self.settings.layer_name(result.header.get("pretrained", True))
+            self.layer = insert_result(self.doc, self.area, result, name)
             self.session.ack(self.watch.job)
             self._close()
             return self.layer

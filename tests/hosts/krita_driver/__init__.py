@@ -11,6 +11,7 @@ import json
 import os
 import time
 import traceback
+from types import SimpleNamespace
 
 from krita import Extension, Krita, Selection
 from PyQt5.QtCore import Qt, QTimer
@@ -247,7 +248,32 @@ def run_picker_and_cancel(spec):
     res["cancel_status"] = dialog.status.text()
     res["cancel_layers"] = [layers_before, len(doc.topLevelNodes())]
     dialog.close()
+    res.update(removed_layer(doc))
     return res
+
+
+def removed_layer(doc):
+    """After an undo Krita can still name the removed layer as active: rendering it must say
+    so, and a result whose source went away during the render must still be added."""
+    from neural_mirage_krita import layers
+
+    node = doc.createNode("gone", "paintlayer")
+    doc.rootNode().addChildNode(node, None)
+    area = layers.read_area(doc, node)
+    node.remove()
+    wait_until(lambda: node.parentNode() is None, 5)
+    out = {}
+    try:
+        layers.read_area(doc, node)
+        out["removed_error"] = ""
+    except Exception as exc:
+        out["removed_error"] = f"{type(exc).__name__}: {exc}"
+
+    result = SimpleNamespace(image={"width": area.width, "height": area.height},
+                             pixels=bytes(4 * area.width * area.height))  # as the daemon sends
+    inserted = layers.insert_result(doc, area, result, "kept")
+    out["kept_on_top"] = doc.topLevelNodes()[-1].name() == inserted.name() == "kept"
+    return out
 
 
 def run_error(spec):
