@@ -9,6 +9,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+import zmq
+
 from neural_mirage.engine import RenderParams
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
@@ -22,12 +24,13 @@ class Job:
     """ZeroMQ identity of the submitting client: where PROGRESS and RESULT go."""
     client_job: Any
     params: RenderParams
-    frame: memoryview
+    frame: zmq.Frame
     """The submitted pixels as they came (checked against ``meta``); the worker converts them
-    when the job starts, so the I/O thread never spends a pass over every pixel."""
+    when the job starts, so the I/O thread never spends a pass over every pixel. The Frame
+    itself, not its ``buffer``: only the Frame keeps the message's memory alive."""
     meta: dict[str, Any]
     """The submitted image's layout; the result comes back in the same layout."""
-    mask_frame: memoryview | None = None
+    mask_frame: zmq.Frame | None = None
     mask_meta: dict[str, Any] | None = None
     output: tuple[int, int] | None = None
     """(width, height) the result is scaled to (the editor's area); None: the render's size."""

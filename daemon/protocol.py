@@ -113,14 +113,8 @@ def check_image_meta(meta: Any, max_pixels: int, name: str = "image") -> int:
     if not isinstance(meta, dict):
         raise ProtocolError(E_BAD_IMAGE, f"'{name}' must be a map with width, height, channels, "
                                          "dtype and order")
-    width, height = meta.get("width"), meta.get("height")
+    width, height = check_size(meta, max_pixels, name, E_BAD_IMAGE)
     channels, dtype, order = meta.get("channels"), meta.get("dtype"), meta.get("order")
-    for key, value in (("width", width), ("height", height)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ProtocolError(E_BAD_IMAGE, f"{name}.{key} must be a positive whole number")
-    if width * height > max_pixels:
-        raise ProtocolError(E_TOO_LARGE, f"the {name} is {width}x{height}; this daemon takes at "
-                                         f"most {max_pixels} pixels")
     if channels not in ORDERS and not (name == "mask" and channels == 1):
         raise ProtocolError(E_BAD_IMAGE, f"{name}.channels must be 3 or 4")
     if dtype not in DTYPES:
@@ -131,14 +125,16 @@ def check_image_meta(meta: Any, max_pixels: int, name: str = "image") -> int:
     return width * height * channels * DTYPES[dtype]
 
 
-def check_size(meta: Any, max_pixels: int, name: str) -> tuple[int, int]:
-    """Validate a map's ``width`` and ``height`` (an ``output`` or an area); return them."""
+def check_size(meta: Any, max_pixels: int, name: str,
+               code: str = E_BAD_MESSAGE) -> tuple[int, int]:
+    """Validate a map's ``width`` and ``height`` (an image, an ``output`` or an area); return
+    them. A size that is not a positive whole number is a ``code`` error."""
     if not isinstance(meta, dict):
-        raise ProtocolError(E_BAD_MESSAGE, f"'{name}' must be a map with width and height")
+        raise ProtocolError(code, f"'{name}' must be a map with width and height")
     width, height = meta.get("width"), meta.get("height")
     for key, value in (("width", width), ("height", height)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ProtocolError(E_BAD_MESSAGE, f"{name}.{key} must be a positive whole number")
+            raise ProtocolError(code, f"{name}.{key} must be a positive whole number")
     if width * height > max_pixels:
         raise ProtocolError(E_TOO_LARGE, f"the {name} is {width}x{height}; this daemon takes at "
                                          f"most {max_pixels} pixels")

@@ -373,8 +373,8 @@ class Daemon:
         except RenderTooLarge as exc:
             raise P.ProtocolError(P.E_OUT_OF_MEMORY, str(exc)) from None
         job = Job(owner=identity, client_job=header.get("job"), params=params,
-                  frame=frames[2].buffer, meta=image, output=output,
-                  mask_frame=frames[3].buffer if has_mask else None,
+                  frame=frames[2], meta=image, output=output,
+                  mask_frame=frames[3] if has_mask else None,
                   mask_meta=mask if has_mask else None, detached=detach,
                   preview_every=preview_every, preview_size=preview_size,
                   number=next(self._numbers))

@@ -100,10 +100,10 @@ class Worker(threading.Thread):
             self._send(job, header, frames)
 
         try:
-            rgb, alpha = pixels.decode(job.meta, job.frame)
+            rgb, alpha = pixels.decode(job.meta, job.frame.buffer)
             mask = None
             if job.mask_frame is not None:
-                mask, _ = pixels.decode(job.mask_meta, job.mask_frame, "mask")
+                mask, _ = pixels.decode(job.mask_meta, job.mask_frame.buffer, "mask")
             job.frame = job.mask_frame = None  # the converted copies are all we need now
             params = job.params
             params.preview_every = job.preview_every

@@ -93,6 +93,20 @@ def start_daemon(runtime_dir: Path | None = None, cache_dir: Path | None = None,
     raise RuntimeError("daemon did not start in time")
 
 
+def rendered_as_sent(daemon: DaemonProcess, sent: dict, dtype, order: str):
+    """The daemon's own render of what a plug-in sent (as the editor drivers record it: the
+    plan's params, the pixels at the sent size and the mask, in hex), at the area's size."""
+    import numpy as np
+
+    width, height = sent["send"]
+    pixels = np.frombuffer(bytes.fromhex(sent["pixels"]), dtype).reshape(height, width, 4)
+    _, _, area_w, area_h = sent["area"]
+    mask = None
+    if sent["mask"] is not None:
+        mask = np.frombuffer(bytes.fromhex(sent["mask"]), np.uint8).reshape(area_h, area_w)
+    return rendered(daemon, pixels, order, sent["params"], mask, output=(area_w, area_h))
+
+
 def rendered(daemon: DaemonProcess, pixels, order: str, params: dict, mask=None, output=None):
     """The daemon's own result for ``pixels`` (H, W, 4; uint8, uint16 or float32), as an array
     of the same layout, sized ``output`` (width, height) when given.

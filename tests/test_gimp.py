@@ -24,7 +24,7 @@ from PIL import Image
 
 from neural_mirage.plugins.shared.presets import Settings
 
-from .daemon_process import rendered, start_daemon
+from .daemon_process import rendered_as_sent, start_daemon
 
 ROOT = Path(os.environ.get("NEURAL_MIRAGE_GIMP_CHROOT", "/opt/neural-mirage-gimp3"))
 pytestmark = pytest.mark.skipif(not (ROOT / "usr/bin/gimp-console-3.0").exists(),
@@ -121,14 +121,8 @@ def layer_pixels(call: dict, dtype: type = np.uint8) -> np.ndarray:
 
 
 def daemon_result(daemon, sent: dict, dtype: type = np.uint8) -> np.ndarray:
-    """The daemon's own render of what the plug-in sent, at the area's size."""
-    width, height = sent["send"]
-    pixels = np.frombuffer(bytes.fromhex(sent["pixels"]), dtype).reshape(height, width, 4)
-    _, _, area_w, area_h = sent["area"]
-    mask = None
-    if sent["mask"] is not None:
-        mask = np.frombuffer(bytes.fromhex(sent["mask"]), np.uint8).reshape(area_h, area_w)
-    return rendered(daemon, pixels, "RGBA", sent["params"], mask, output=(area_w, area_h))
+    """The daemon's own render of what the plug-in sent (GIMP sends RGBA)."""
+    return rendered_as_sent(daemon, sent, dtype, "RGBA")
 
 
 def save(pixels: np.ndarray, name: str) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from .daemon_process import rendered, short_dir, start_daemon
+from .daemon_process import rendered_as_sent, short_dir, start_daemon
 
 pytestmark = pytest.mark.skipif(shutil.which("krita") is None or shutil.which("Xvfb") is None,
                                 reason="Krita and Xvfb are installed by install/test-hosts.sh")
@@ -111,16 +111,8 @@ def layer_pixels(render: dict, dtype: type) -> np.ndarray:
 
 
 def daemon_result(daemon, render: dict, depth: str) -> np.ndarray:
-    """The daemon's own render of what the plug-in sent, at the area's size."""
-    dtype, order = DEPTHS[depth]
-    sent = render["sent"]
-    width, height = sent["send"]
-    pixels = np.frombuffer(bytes.fromhex(sent["pixels"]), dtype).reshape(height, width, 4)
-    _, _, area_w, area_h = sent["area"]
-    mask = None
-    if sent["mask"] is not None:
-        mask = np.frombuffer(bytes.fromhex(sent["mask"]), np.uint8).reshape(area_h, area_w)
-    return rendered(daemon, pixels, order, sent["params"], mask, output=(area_w, area_h))
+    """The daemon's own render of what the plug-in sent, in Krita's layout for ``depth``."""
+    return rendered_as_sent(daemon, render["sent"], *DEPTHS[depth])
 
 
 @pytest.mark.parametrize("bridge", [False, True], ids=["pyzmq", "bridge"])
