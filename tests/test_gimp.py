@@ -170,7 +170,7 @@ def test_result_lands_on_the_area_whatever_the_render_size(gimp, daemon, name, s
     the plug-in sent, scaled to the area."""
     settings = {**BASE, "size_mode": "custom", "size": size}
     res = gimp.session(photo(600, 400), [
-        {"settings": settings, "selection": selection, "record": True}])
+        {"settings": settings, "selection": selection, "record": True, "composite": True}])
     (call,) = res["calls"]
     assert call["status"] == "success", call["error"]
     x, y, w, h = selection[1:] if selection else (0, 0, 600, 400)
@@ -178,6 +178,8 @@ def test_result_lands_on_the_area_whatever_the_render_size(gimp, daemon, name, s
     assert call["size"] == [w, h]
     got = layer_pixels(call)
     save(got, f"gimp-{name}.png")
+    seen = np.frombuffer(bytes.fromhex(call["composite"]), np.uint8).reshape(400, 600, 4)
+    save(seen, f"gimp-{name}-in-place.png")  # GIMP's own composite, to look at
     sent = call["sent"]
     assert max(sent["send"]) == min(size, max(w, h)), "the area was not scaled to the render"
     np.testing.assert_array_equal(got, daemon_result(daemon, sent))

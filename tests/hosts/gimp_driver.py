@@ -87,6 +87,16 @@ def sent(plugin, image, base, settings_map, fmt):
             "pixels": pixels.hex(), "mask": mask, "seconds": plan.seconds}
 
 
+def composite(image):
+    """What the artist sees: GIMP's own flattening of a copy of the image, 8-bit RGBA."""
+    copy = image.duplicate()
+    try:
+        merged = copy.merge_visible_layers(Gimp.MergeType.CLIP_TO_IMAGE)
+        return read(merged, "R'G'B'A u8")
+    finally:
+        copy.delete()
+
+
 def call(procedure, image, layer, run_mode, settings):
     """Run the procedure; ``settings`` are Settings fields (``see_weight`` is ``see-weight``)."""
     config = procedure.create_config()
@@ -127,6 +137,8 @@ def main():
             _, x, y = layer.get_offsets()
             out.update(name=layer.get_name(), offsets=[x, y],
                        size=[layer.get_width(), layer.get_height()], pixels=read(layer, fmt).hex())
+        if layer is not None and spec.get("composite"):
+            out["composite"] = composite(image).hex()
         if spec.get("record"):
             try:
                 out["sent"] = sent(plugin, image, base, spec["settings"], fmt)

@@ -30,9 +30,9 @@ def wait_until(predicate, timeout):
     return False
 
 
-def screenshot(name):
+def screenshot(name, settle=0.5):
     if SCENARIO.get("artifacts"):
-        wait_until(lambda: False, 0.5)
+        wait_until(lambda: False, settle)
         path = os.path.join(SCENARIO["artifacts"], name)
         QApplication.primaryScreen().grabWindow(0).save(path)
 
@@ -160,12 +160,15 @@ def dialog_render(doc, base, dialog, settings, record, shot=None):
         x, y, w, h = out["bounds"]
         out["pixels"] = bytes(layer.pixelData(x, y, w, h)).hex() if record else None
         out["layers"] = [n.name() for n in doc.topLevelNodes()]
-        if shot:
-            screenshot(shot)
+        if shot:  # the dialog moved aside, so the canvas and the Layers docker show
+            dialog.move(900, 0)
+            screenshot(shot, settle=1.5)
         Krita.instance().action("edit_undo").trigger()
         wait_until(lambda: len(doc.topLevelNodes()) == len(before), 5)
         wait_until(lambda: False, 0.3)
         out["after_one_undo"] = [n.name() for n in doc.topLevelNodes()]
+        if shot:
+            screenshot(shot.replace(".png", "-after-one-undo.png"), settle=1.5)
     return out
 
 
