@@ -26,8 +26,7 @@ class Job:
     params: RenderParams
     frame: zmq.Frame
     """The submitted pixels as they came (checked against ``meta``); the worker converts them
-    when the job starts, so the I/O thread never spends a pass over every pixel. The Frame
-    itself, not its ``buffer``: only the Frame keeps the message's memory alive."""
+    when the job starts, so the I/O thread never spends a pass over every pixel."""
     meta: dict[str, Any]
     """The submitted image's layout; the result comes back in the same layout."""
     mask_frame: zmq.Frame | None = None

@@ -203,8 +203,15 @@ def test_high_precision_images_in_place_and_in_range(gimp, daemon, precision):
     save(got, f"gimp-{precision}.png")
     assert got.min() >= 0.0 and got.max() <= 1.0
     expected = daemon_result(daemon, call["sent"], np.float32)
-    tolerance = 1.0 / 65535 if precision == "u16" else 1e-6
-    np.testing.assert_allclose(got, expected, atol=tolerance)
+    if precision == "float":
+        np.testing.assert_allclose(got, expected, atol=1e-6)
+    else:
+        # The driver's second read of the area can differ from the plug-in's in the last bits
+        # (reads within one process are identical; probably babl choosing its u16 -> float
+        # path per process), and four L-BFGS steps on random weights spread that to about
+        # 1e-3 in a third of the pixels (seen in CI). A misplaced layer is off by tenths.
+        difference = np.abs(got - expected)
+        assert difference.max() < 5e-3 and difference.mean() < 5e-4, difference.max()
 
 
 def test_second_and_third_session_use_the_stored_configuration(gimp):
