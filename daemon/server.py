@@ -18,7 +18,7 @@ import os
 import signal
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -37,6 +37,7 @@ from neural_mirage.engine.estimate import (
     measure_speed,
     peak_bytes,
     render_seconds,
+    size_in_memory,
     size_within,
 )
 from neural_mirage.engine.render import fit_size
@@ -407,17 +408,15 @@ class Daemon:
         try:
             seconds = render_seconds(width, height, params, self.speed)
             scales = plan_scales(*fit_size(width, height, params.size), params)
-            largest = largest_size(
-                width, height, params, MAX_SIZE,
-                lambda trial: peak_bytes(width, height, trial, self.memory) <= self.memory)
+            largest = size_in_memory(width, height, params, self.memory)
             in_time = size_within(width, height, params, self.speed, QUICK_SECONDS)
             sendable = largest_size(  # a quick look is sent at its own size
                 width, height, params, MAX_SIZE, lambda trial: math.prod(
                     fit_size(width, height, trial.size)) <= self.config.max_pixels)
             quick = min(largest, sendable,
                         max(in_time, min(QUICK_MIN_SIZE, max(width, height))))
-            quick_params = RenderParams(**{**params.to_dict(), "size": quick})
-            quick_seconds = render_seconds(width, height, quick_params, self.speed)
+            quick_seconds = render_seconds(width, height, replace(params, size=quick),
+                                           self.speed)
         except ParamError as exc:
             raise P.ProtocolError(P.E_BAD_PARAMS, str(exc)) from None
         return {"type": P.ESTIMATE_REPLY, "size": params.size, "seconds": round(seconds, 1),

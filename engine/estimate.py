@@ -20,7 +20,7 @@ import itertools
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -60,9 +60,8 @@ def measure_speed(model: MirageVGG, params: RenderParams | None = None) -> Speed
                 torch.cuda.synchronize(device)
             stamps.append(time.perf_counter())
 
-        probe = RenderParams(**{**params.to_dict(), "size": side, "scales": 1, "see": {},
-                                "iterations": _PROBE_ITERATIONS, "early_stop": 0.0,
-                                "preview_every": 0})
+        probe = replace(params, size=side, scales=1, see={}, iterations=_PROBE_ITERATIONS,
+                        early_stop=0.0, preview_every=0)
         render(model, image, probe, on_progress=record, see_top=0)
         # stamps[0] is iteration 0 (before the first step); the first step warms caches up.
         # The fastest step is the device's speed: other programs only ever slow one down.
@@ -110,15 +109,19 @@ def check_memory(width: int, height: int, params: RenderParams, budget: int,
     need = peak_bytes(width, height, params, budget)
     if need <= budget:
         return
-    largest = largest_size(width, height, params, MAX_SIZE,
-                           lambda trial: peak_bytes(width, height, trial, budget) <= budget)
-    fits = peak_bytes(width, height, RenderParams(**{**params.to_dict(), "size": largest}),
-                      budget)
+    largest = size_in_memory(width, height, params, budget)
+    fits = peak_bytes(width, height, replace(params, size=largest), budget)
     advice = (f"Choose a size of at most {largest} px (the largest that fits)" if fits <= budget
               else "Free some memory (even the smallest size does not fit)")
     raise RenderTooLarge(f"{advice}: a render at {params.size} px needs about "
                          f"{need / 1e9:.1f} GB of memory and {where} has {budget / 1e9:.1f} GB "
                          f"for it.")
+
+
+def size_in_memory(width: int, height: int, params: RenderParams, budget: int) -> int:
+    """The largest render size whose estimated memory stays within ``budget`` bytes."""
+    return largest_size(width, height, params, MAX_SIZE,
+                        lambda trial: peak_bytes(width, height, trial, budget) <= budget)
 
 
 def size_within(width: int, height: int, params: RenderParams, speed: Speed,
@@ -134,7 +137,7 @@ def largest_size(width: int, height: int, params: RenderParams, longest: int,
     """The largest size up to ``longest`` for which ``fits(params with that size)``; never
     below what VGG can take (32 px on the shortest side). ``fits`` must grow false with size."""
     def trial(size: int) -> bool:
-        return fits(RenderParams(**{**params.to_dict(), "size": size}))
+        return fits(replace(params, size=size))
 
     longest = min(longest, MAX_SIZE)
     low = min(longest, math.ceil(MIN_SIDE * max(width, height) / min(width, height)))
