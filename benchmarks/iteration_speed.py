@@ -71,13 +71,16 @@ def gram(f: torch.Tensor) -> torch.Tensor:
     return m @ m.t() / (c * h * w)
 
 
-def time_baseline(size: int, iterations: int) -> float:
-    model = Baseline()
-    content = torch.rand(1, 3, size, size)
+def time_baseline(width: int, height: int, iterations: int,
+                  device: torch.device | None = None) -> float:
+    """Median seconds per iteration of the textbook loop (see the module's docstring)."""
+    device = device or torch.device("cpu")
+    model = Baseline().to(device)
+    content = torch.rand(1, 3, height, width, device=device)
     with torch.no_grad():
         feats, fc7_target = model(content)
         grams = {n: gram(feats[n]) for n in STYLE}
-    image = torch.randn(1, 3, size, size).mul(0.001).requires_grad_()
+    image = torch.randn(1, 3, height, width, device=device).mul(0.001).requires_grad_()
     optimizer = torch.optim.LBFGS([image], max_iter=1, history_size=100)
     times = []
 
@@ -93,6 +96,8 @@ def time_baseline(size: int, iterations: int) -> float:
     for _ in range(iterations + 1):
         start = time.perf_counter()
         optimizer.step(closure)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         times.append(time.perf_counter() - start)
     return statistics.median(times[1:])
 
@@ -135,7 +140,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=5)
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    baseline = {s: time_baseline(s, args.iterations) for s in sizes}
+    baseline = {s: time_baseline(s, s, args.iterations) for s in sizes}
     keep_freed_memory()
     engine = {s: time_engine(s, args.iterations) for s in sizes}
     peak = measured_peak()

@@ -10,6 +10,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from .device import PRECISIONS
 from .losses import NORMALIZATIONS
 from .vgg import LAYER_NAMES, SPATIAL_LAYERS
 
@@ -50,7 +51,7 @@ class RenderParams:
     lbfgs_history: int = 0
     """L-BFGS history size; 0 picks the largest that keeps the history under 256 MB (5..100)."""
     learning_rate: float = 0.02
-    """Adam step size on the [0, 1] image."""
+    """Adam step size on the [0, 1] image (on 0..255 with the ``neural-style`` normalisation)."""
     iterations: int = 500
     """Iterations at the final size; each coarser scale gets half as many."""
     scales: int = 0
@@ -66,6 +67,8 @@ class RenderParams:
     see: dict[str, float] = field(default_factory=dict)
     """Class steering: class names, indices (as strings) or @groups, with weights."""
     see_weight: float = 1.0
+    precision: str = "fp32"
+    """``fp32``, or ``tf32``: CUDA's faster, less exact mode (see :data:`PRECISIONS`)."""
 
     def validate(self) -> RenderParams:
         """Check every field; return self so calls can be chained."""
@@ -84,6 +87,7 @@ class RenderParams:
         _choice("init", self.init, ("random", "content", "image"))
         _choice("optimizer", self.optimizer, ("lbfgs", "adam"))
         _choice("pooling", self.pooling, ("max", "avg"))
+        _choice("precision", self.precision, PRECISIONS)
         _int_range("seed", self.seed, 0, 2**63 - 1)
         _int_range("lbfgs_history", self.lbfgs_history, 0, 1000)
         _int_range("iterations", self.iterations, 1, 100_000)

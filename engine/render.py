@@ -2,12 +2,14 @@
 
 One :func:`render` call runs a coarse-to-fine schedule of scales. At each scale the targets are
 computed once, the image from the previous scale is upsampled, and L-BFGS (or Adam) runs for that
-scale's iterations or until the loss stops improving. A progress callback sees every iteration and
-a cancel check runs before every iteration, so a cancel takes effect within one iteration.
+scale's iterations or until the loss stops improving. A progress callback sees every iteration (on a
+GPU in batches of :func:`read_every`, read back together) and a cancel check runs before every
+iteration, so a cancel takes effect within one iteration.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -17,17 +19,23 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .device import compute_settings
 from .losses import feature_loss, gram, normalize_gradient, tv_loss
+from .optim import LBFGS, Adam
 from .params import ParamError, RenderParams
 from .seeing import Seen, top_classes
 from .steering import steering_loss, steering_target
 from .vgg import MIN_SIDE, MirageVGG
+
+log = logging.getLogger(__name__)
 
 #: Iterations over which the early stop compares the loss.
 EARLY_STOP_WINDOW = 25
 #: Memory the automatic L-BFGS history may use (two image-sized vectors per entry): 40 entries at
 #: 512x512, 10 at 1024x1024, which keeps a 1024 px render under 4 GB (benchmarks/memory_peak.py).
 LBFGS_HISTORY_BUDGET = 256 * 2**20
+#: Capture each scale's step in a CUDA graph where memory allows (False: always eager).
+USE_CUDA_GRAPHS = True
 #: The smallest side a coarse scale is given (the coarse scales exist to be cheap, not tiny).
 COARSEST_SIDE = 128
 
@@ -198,43 +206,97 @@ class _Objective:
 
 
 class _Stepper:
-    """One optimiser on one image at one scale; :meth:`step` is one iteration."""
+    """One optimiser on one image at one scale; :meth:`step` is one iteration.
+
+    A step reads nothing back from the device: it returns the loss terms as a device tensor, and
+    the render reads them in batches (:func:`read_every`). On CUDA, once cuDNN has tuned its
+    algorithms, the whole step (forward, backward, L-BFGS) is captured in a CUDA graph and
+    replayed: one launch instead of about a thousand.
+    """
 
     def __init__(self, objective: _Objective, params: RenderParams, scale: Scale,
-                 start: Tensor) -> None:
+                 start: Tensor, graphs: bool) -> None:
         self.objective = objective
+        # neural-style optimises the network's 0..255 input, as neural-style-pt does, so that
+        # its L-BFGS steps and Adam learning rates are the same in pixel units.
+        self.unit = 255.0 if params.normalization == "neural-style" else 1.0
+        # A new tensor (mul), never the caller's: at the input's own size resize returns it.
+        self.variable = resize(start.detach(), scale.width, scale.height).mul(self.unit)
+        self.variable = self.variable.contiguous().requires_grad_(True)
         self.clamp = params.optimizer == "adam"
-        # A copy: at the input's own size, resize returns the caller's tensor itself.
-        self.image = resize(start.detach(), scale.width, scale.height).clone(
-            memory_format=torch.contiguous_format)
-        self.image.requires_grad_(True)
+        self.optimizer: LBFGS | Adam
         if params.optimizer == "lbfgs":
             # One function evaluation per step, no line search: neural-style's behaviour, and it
             # lets progress, previews and cancel happen between any two evaluations.
-            self.optimizer: torch.optim.Optimizer = torch.optim.LBFGS(
-                [self.image], lr=1.0, max_iter=1, history_size=lbfgs_history_size(params, scale),
-                tolerance_grad=-1, tolerance_change=-1)
+            self.optimizer = LBFGS(self.variable, lbfgs_history_size(params, scale))
         else:
-            self.optimizer = torch.optim.Adam([self.image], lr=params.learning_rate)
-        self._terms: dict[str, Tensor] = {}
+            self.optimizer = Adam(self.variable, params.learning_rate)
+        self.names: list[str] = []
+        self._eager_steps = GRAPH_WARMUP if graphs and params.optimizer == "lbfgs" else -1
+        self._graph: torch.cuda.CUDAGraph | None = None
+        self._side: torch.cuda.Stream | None = None
+        self._graph_values = torch.empty(0)
 
-    def _closure(self) -> Tensor:
-        self.optimizer.zero_grad(set_to_none=True)
-        loss, self._terms = self.objective(self.image)
+    @property
+    def image(self) -> Tensor:
+        """The current image (1, 3, H, W) in [0, 1]."""
+        return self.variable.detach() / self.unit
+
+    def _step(self) -> Tensor:
+        self.variable.grad = None
+        loss, terms = self.objective(self.variable / self.unit)
         loss.backward()
-        return loss
-
-    def step(self) -> tuple[float, dict[str, float]]:
-        """Run one iteration; return the loss and its terms (at the point evaluated)."""
-        loss = float(self.optimizer.step(self._closure).detach())
+        self.optimizer.step(self.variable.grad)
         if self.clamp:
             with torch.no_grad():
-                self.image.clamp_(0, 1)
-        if not math.isfinite(loss):
-            raise RenderDiverged("the loss became NaN or infinite: lower the weights "
-                                 "(or the learning rate with Adam)")
-        values = torch.stack(list(self._terms.values())).detach().tolist()
-        return loss, dict(zip(self._terms, values, strict=True))
+                self.variable.clamp_(0, self.unit)
+        self.names = list(terms)
+        return torch.stack([loss, *terms.values()]).detach()
+
+    def step(self) -> Tensor:
+        """Run one iteration; return [loss, *terms] at the point evaluated, on the device."""
+        if self._graph is not None:
+            self._graph.replay()
+            return self._graph_values.clone()
+        if self._eager_steps < 0:
+            return self._step()
+        # cuDNN tunes, and the allocator settles, on a side stream (CUDA graphs' rule); one
+        # stream for all warm-up steps, since cached memory is reused only on its own stream.
+        self._side = self._side or torch.cuda.Stream()
+        self._side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(self._side):
+            values = self._step()
+        torch.cuda.current_stream().wait_stream(self._side)
+        self._eager_steps -= 1
+        if self._eager_steps == 0:
+            self._capture()
+        return values
+
+    def _capture(self) -> None:
+        """Record one step as a CUDA graph (it runs at each replay); on failure stay eager."""
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph):
+                self._graph_values = self._step()
+        except RuntimeError as exc:  # an operation that cannot be captured: slower, not wrong
+            log.warning("CUDA graph capture failed, the render goes on without: %s", exc)
+            self._eager_steps = -1
+            return
+        self._graph = graph
+
+
+#: Eager steps before a CUDA graph is captured (cuDNN's autotuner runs in the first).
+GRAPH_WARMUP = 3
+#: Larger scales step eagerly: their kernels are long enough to hide the launches, and a graph
+#: keeps a second copy of the step's working memory.
+GRAPH_MAX_PIXELS = 2048 * 2048
+
+
+def read_every(device: torch.device) -> int:
+    """Iterations whose losses are read back in one go. A read makes the host wait for the
+    device: on a GPU, reading every iteration left it idle about 40 % of the time. On the CPU a
+    read costs nothing, and the progress stays per iteration."""
+    return 1 if device.type == "cpu" else 10
 
 
 #: Working memory per pixel of a scale, L-BFGS history aside: measured on the CPU as the rise of
@@ -297,16 +359,27 @@ def render(
         params: the render parameters (validated here).
         styles: style images (3, H, W) in [0, 1]; default: the content itself.
         init_image: start image for ``init="image"``.
-        on_progress: called once before the first iteration (iteration 0), then after every
-            iteration.
+        on_progress: called once before the first iteration (iteration 0), then once for every
+            iteration, after it (on a GPU, for ten iterations at a time).
         should_cancel: polled before every iteration; True raises :class:`RenderCancelled`.
         see_top: how many classes to report for the input and the result (0: none).
         memory_budget: bytes the render may use; a scale whose estimate exceeds it runs with
             the conv blocks checkpointed (see :func:`scale_memory`). None: never.
     """
     params.validate().check_model(model.layer_names, model.labels)
-    started = time.perf_counter()
     device = next(model.parameters()).device
+    with compute_settings(device, params.precision):
+        return _render(model, device, content, params, styles, init_image, on_progress,
+                       should_cancel, see_top, memory_budget)
+
+
+def _render(model: MirageVGG, device: torch.device, content: Tensor, params: RenderParams,
+            styles: Sequence[Tensor] | None, init_image: Tensor | None,
+            on_progress: Callable[[Progress], None] | None,
+            should_cancel: Callable[[], bool] | None, see_top: int,
+            memory_budget: int | None) -> RenderResult:
+    started = time.perf_counter()
+    batch = read_every(device)
     styles = list(styles) if styles else [content]
     blend = params.style_blend or [1.0] * len(styles)
     if len(blend) != len(styles):
@@ -341,33 +414,50 @@ def render(
         checkpoint = (memory_budget is not None
                       and scale_memory(params, scale, checkpoint=False) > memory_budget)
         objective = _Objective(model, params, content_s, styles_s, blend, checkpoint)
-        stepper = _Stepper(objective, params, scale, image)
+        graphs = (USE_CUDA_GRAPHS and device.type == "cuda" and not checkpoint
+                  and scale.width * scale.height <= GRAPH_MAX_PIXELS
+                  and (memory_budget is None
+                       or 2 * scale_memory(params, scale, checkpoint) <= memory_budget))
+        stepper = _Stepper(objective, params, scale, image, graphs)
         history: list[float] = []
-        for _ in range(scale.iterations):
+        pending: list[Tensor] = []
+        for planned in range(1, scale.iterations + 1):
             if should_cancel is not None and should_cancel():
                 raise RenderCancelled()
-            loss_value, loss_terms = stepper.step()
-            done += 1
-            work_done += scale.width * scale.height
-            history.append(loss_value)
-            if on_progress is not None:
-                elapsed = time.perf_counter() - started
-                preview = None
-                if params.preview_every and done % params.preview_every == 0:
-                    preview = stepper.image.detach()[0].clamp(0, 1).float().cpu()
-                on_progress(Progress(
-                    iteration=done, total=total, scale=index, scales=len(scales),
-                    scale_iteration=len(history), scale_iterations=scale.iterations,
-                    width=scale.width, height=scale.height, loss=loss_value, losses=loss_terms,
-                    elapsed=elapsed, eta=elapsed / work_done * (work_total - work_done),
-                    preview=preview))
-            if (params.early_stop and len(history) > EARLY_STOP_WINDOW
+            pending.append(stepper.step())
+            preview_due = bool(params.preview_every
+                               and (done + len(pending)) % params.preview_every == 0)
+            if len(pending) < batch and planned < scale.iterations and not preview_due:
+                continue
+            rows = torch.stack(pending).tolist()  # the one device-to-host read for the batch
+            pending.clear()
+            preview = (stepper.image[0].clamp(0, 1).float().cpu()
+                       if preview_due and on_progress is not None else None)
+            for position, row in enumerate(rows, start=1):
+                loss_value, loss_terms = row[0], dict(zip(stepper.names, row[1:], strict=True))
+                if not math.isfinite(loss_value):
+                    raise RenderDiverged("the loss became NaN or infinite: lower the weights "
+                                         "(or the learning rate with Adam)")
+                done += 1
+                work_done += scale.width * scale.height
+                history.append(loss_value)
+                if on_progress is not None:
+                    elapsed = time.perf_counter() - started
+                    on_progress(Progress(
+                        iteration=done, total=total, scale=index, scales=len(scales),
+                        scale_iteration=len(history), scale_iterations=scale.iterations,
+                        width=scale.width, height=scale.height, loss=loss_value,
+                        losses=loss_terms, elapsed=elapsed,
+                        eta=elapsed / work_done * (work_total - work_done),
+                        preview=preview if position == len(rows) else None))
+                stopped_early = stopped_early or bool(
+                    params.early_stop and len(history) > EARLY_STOP_WINDOW
                     and history[-EARLY_STOP_WINDOW - 1] - loss_value
-                    < params.early_stop * abs(history[-EARLY_STOP_WINDOW - 1])):
-                stopped_early = True
+                    < params.early_stop * abs(history[-EARLY_STOP_WINDOW - 1]))
+            if stopped_early:
                 break
         work_total -= (scale.iterations - len(history)) * scale.width * scale.height
-        image = stepper.image.detach()
+        image = stepper.image
 
     result = image.clamp(0, 1)
     if params.original_colors:

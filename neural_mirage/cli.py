@@ -68,6 +68,7 @@ def parse_floats(text: str) -> list[float]:
 
 def add_render_options(parser: argparse.ArgumentParser) -> None:
     """The options that make :class:`RenderParams`; shared by ``render`` and ``submit``."""
+    from .engine.device import PRECISIONS
     from .engine.params import RenderParams
 
     d = RenderParams()
@@ -105,6 +106,8 @@ def add_render_options(parser: argparse.ArgumentParser) -> None:
                    help="steer towards classes or @groups, e.g. 'church, lakeside:0.5' "
                         "(list them with 'neural-mirage classes')")
     g.add_argument("--see-weight", type=float, default=d.see_weight)
+    g.add_argument("--precision", choices=PRECISIONS, default=d.precision,
+                   help="tf32: CUDA only, about 3.5x as fast, less exact (see README)")
 
 
 def params_from_args(args: argparse.Namespace) -> Any:
@@ -119,7 +122,7 @@ def params_from_args(args: argparse.Namespace) -> Any:
         learning_rate=args.learning_rate, iterations=args.iterations, scales=args.scales,
         pooling=args.pooling, normalize_gradients=args.normalize_gradients,
         original_colors=args.original_colors, early_stop=args.early_stop, see=args.see,
-        see_weight=args.see_weight,
+        see_weight=args.see_weight, precision=args.precision,
     ).validate()
 
 
