@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from .params import MAX_SIZE, RenderParams
-from .render import Progress, Scale, fit_size, plan_scales, render, scale_memory
+from .render import Progress, fit_size, mode_memory, plan_scales, render, scale_mode
 from .vgg import MIN_SIDE, MirageVGG
 
 #: The two sizes (square) timed by :func:`measure_speed`: small, so the daemon starts quickly,
@@ -86,15 +86,10 @@ def render_seconds(width: int, height: int, params: RenderParams, speed: Speed) 
 
 def peak_bytes(width: int, height: int, params: RenderParams, budget: int | None = None) -> int:
     """Estimated working memory of a render at ``params.size`` (beyond the resident model): its
-    largest scale's, with the conv blocks checkpointed where the plain pass would exceed
-    ``budget`` (as :func:`render` does)."""
-    def need(scale: Scale) -> int:
-        plain = scale_memory(params, scale, checkpoint=False)
-        if budget is None or plain <= budget:
-            return plain
-        return scale_memory(params, scale, checkpoint=True)
-
-    return max(need(s) for s in plan_scales(*fit_size(width, height, params.size), params))
+    largest scale's, run as :func:`render` runs it within ``budget`` (plain, checkpointed or
+    block by block)."""
+    return max(mode_memory(params, s, scale_mode(params, s, budget))
+               for s in plan_scales(*fit_size(width, height, params.size), params))
 
 
 class RenderTooLarge(ValueError):

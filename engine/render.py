@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .blocks import ALIGN, HALO, BlockwiseObjective
 from .device import compute_settings
 from .losses import feature_loss, gram, normalize_gradient, tv_loss
 from .optim import LBFGS, Adam
@@ -214,8 +215,8 @@ class _Stepper:
     replayed: one launch instead of about a thousand.
     """
 
-    def __init__(self, objective: _Objective, params: RenderParams, scale: Scale,
-                 start: Tensor, graphs: bool) -> None:
+    def __init__(self, objective: _Objective | BlockwiseObjective, params: RenderParams,
+                 scale: Scale, start: Tensor, graphs: bool) -> None:
         self.objective = objective
         # neural-style optimises the network's 0..255 input, as neural-style-pt does, so that
         # its L-BFGS steps and Adam learning rates are the same in pixel units.
@@ -243,10 +244,14 @@ class _Stepper:
         return self.variable.detach() / self.unit
 
     def _step(self) -> Tensor:
-        self.variable.grad = None
-        loss, terms = self.objective(self.variable / self.unit)
-        loss.backward()
-        self.optimizer.step(self.variable.grad)
+        if isinstance(self.objective, BlockwiseObjective):
+            loss, terms, grad = self.objective.with_gradient(self.image)
+            self.optimizer.step(grad / self.unit)  # d/d(variable) = d/d(image) / unit
+        else:
+            self.variable.grad = None
+            loss, terms = self.objective(self.variable / self.unit)
+            loss.backward()
+            self.optimizer.step(self.variable.grad)
         if self.clamp:
             with torch.no_grad():
                 self.variable.clamp_(0, self.unit)
@@ -314,6 +319,47 @@ def scale_memory(params: RenderParams, scale: Scale, checkpoint: bool) -> int:
     per_pixel = CHECKPOINTED_BYTES_PER_PIXEL if checkpoint else BYTES_PER_PIXEL
     entries = lbfgs_history_size(params, scale) if params.optimizer == "lbfgs" else 2
     return scale.width * scale.height * (per_pixel + 2 * 3 * 4 * entries)
+
+
+#: Image-sized float vectors a blockwise scale keeps besides the L-BFGS history: the image, its
+#: gradient, the optimiser's last gradient and step, the content and style images, copies.
+BLOCKWISE_VECTORS = 10
+#: The smallest block side worth running: below it the halos cost more than the blocks.
+MIN_BLOCK = 256
+
+
+def blocks_memory(params: RenderParams, scale: Scale, side: int) -> int:
+    """Estimated working memory of a scale run block by block (:mod:`.blocks`): one tile's
+    activations plus the image-sized vectors, which are what grows with the image."""
+    entries = lbfgs_history_size(params, scale) if params.optimizer == "lbfgs" else 2
+    vectors = scale.width * scale.height * 3 * 4 * (2 * entries + BLOCKWISE_VECTORS)
+    tile = min(side + 2 * HALO, scale.width) * min(side + 2 * HALO, scale.height)
+    return vectors + tile * BYTES_PER_PIXEL
+
+
+def scale_mode(params: RenderParams, scale: Scale, budget: int | None) -> tuple[str, int]:
+    """How a scale runs within ``budget`` bytes: ``("plain", 0)``, ``("checkpoint", 0)`` (the
+    conv blocks recomputed in the backward pass) or ``("blocks", side)``, the largest block side
+    that fits, at least :data:`MIN_BLOCK` (whose memory may then exceed the budget)."""
+    if budget is None or scale_memory(params, scale, checkpoint=False) <= budget:
+        return "plain", 0
+    if scale_memory(params, scale, checkpoint=True) <= budget:
+        return "checkpoint", 0
+    side = MIN_BLOCK
+    longest = -(-max(scale.width, scale.height) // ALIGN) * ALIGN
+    for trial in range(longest, MIN_BLOCK, -ALIGN):
+        if blocks_memory(params, scale, trial) <= budget:
+            side = trial
+            break
+    return "blocks", side
+
+
+def mode_memory(params: RenderParams, scale: Scale, mode: tuple[str, int]) -> int:
+    """The estimated working memory of a scale run in ``mode`` (from :func:`scale_mode`)."""
+    kind, side = mode
+    if kind == "blocks":
+        return blocks_memory(params, scale, side)
+    return scale_memory(params, scale, checkpoint=kind == "checkpoint")
 
 
 def lbfgs_history_size(params: RenderParams, scale: Scale) -> int:
@@ -409,15 +455,19 @@ def _render(model: MirageVGG, device: torch.device, content: Tensor, params: Ren
         style_side = round(params.style_scale * max(scale.width, scale.height))
         styles_s = [resize(s, *fit_at_least(s.shape[-1], s.shape[-2], style_side))
                     for s in styles]
-        # Checkpoint the conv blocks only where the plain pass would not fit: small scales stay
-        # fast, and the budget decides for the large ones.
-        checkpoint = (memory_budget is not None
-                      and scale_memory(params, scale, checkpoint=False) > memory_budget)
-        objective = _Objective(model, params, content_s, styles_s, blend, checkpoint)
-        graphs = (USE_CUDA_GRAPHS and device.type == "cuda" and not checkpoint
+        # The plain pass where it fits, then the conv blocks checkpointed, then block by block:
+        # small scales stay fast, and the budget decides for the large ones.
+        mode, side = scale_mode(params, scale, memory_budget)
+        objective: _Objective | BlockwiseObjective
+        if mode == "blocks":
+            objective = BlockwiseObjective(model, params, content_s, styles_s, blend, side)
+        else:
+            objective = _Objective(model, params, content_s, styles_s, blend,
+                                   mode == "checkpoint")
+        graphs = (USE_CUDA_GRAPHS and device.type == "cuda" and mode == "plain"
                   and scale.width * scale.height <= GRAPH_MAX_PIXELS
                   and (memory_budget is None
-                       or 2 * scale_memory(params, scale, checkpoint) <= memory_budget))
+                       or 2 * scale_memory(params, scale, False) <= memory_budget))
         stepper = _Stepper(objective, params, scale, image, graphs)
         history: list[float] = []
         pending: list[Tensor] = []
@@ -462,8 +512,11 @@ def _render(model: MirageVGG, device: torch.device, content: Tensor, params: Ren
     result = image.clamp(0, 1)
     if params.original_colors:
         result = keep_colors(result, resize(content, width, height))
-    seen_input = top_classes(model, resize(content, width, height), see_top) if see_top else []
-    seen_result = top_classes(model, result, see_top) if see_top else []
+    # A render too large for one pass reads what the net sees block by block too.
+    logits = objective.logits if isinstance(objective, BlockwiseObjective) else model
+    seen_input = top_classes(logits, resize(content, width, height), see_top, model.labels) \
+        if see_top else []
+    seen_result = top_classes(logits, result, see_top, model.labels) if see_top else []
     return RenderResult(
         image=result[0].float().cpu(), iterations=done, loss=loss_value, losses=loss_terms,
         elapsed=time.perf_counter() - started, stopped_early=stopped_early,

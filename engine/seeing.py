@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
-
-if TYPE_CHECKING:
-    from .vgg import MirageVGG
 
 
 @dataclass(frozen=True)
@@ -35,13 +32,12 @@ def imagenet_classes() -> tuple[str, ...]:
 
 
 @torch.no_grad()
-def top_classes(model: MirageVGG, image: Tensor, k: int = 5) -> list[Seen]:
-    """The ``k`` most probable classes for a (3, H, W) or (1, 3, H, W) RGB image in [0, 1]."""
+def top_classes(logits: Callable[[Tensor], Tensor], image: Tensor, k: int,
+                labels: Sequence[str]) -> list[Seen]:
+    """The ``k`` most probable classes for a (3, H, W) or (1, 3, H, W) RGB image in [0, 1];
+    ``logits`` is the model (or anything that gives its fc8 for an image)."""
     if image.dim() == 3:
         image = image.unsqueeze(0)
-    device = next(model.parameters()).device
-    logits = model(image.to(device, torch.float32)).float()
-    probs = torch.softmax(logits[0], dim=0)
+    probs = torch.softmax(logits(image.float())[0].float(), dim=0)
     values, indices = probs.topk(min(k, probs.numel()))
-    names = model.labels
-    return [Seen(int(i), names[int(i)], float(v)) for v, i in zip(values, indices, strict=True)]
+    return [Seen(int(i), labels[int(i)], float(v)) for v, i in zip(values, indices, strict=True)]

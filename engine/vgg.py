@@ -204,6 +204,20 @@ class MirageVGG(nn.Module):
             previous = name
         return x, out
 
+    def stride(self, name: str) -> int:
+        """Pixels of the input per position of a spatial layer's map (1 for conv1_1, 32 for
+        pool5)."""
+        pools = sum(1 for n, kind in self.plan[: self._index[name] + 1] if kind == "pool")
+        return 2**pools
+
+    def head(self, pool5: Tensor, wanted: Iterable[str]) -> dict[str, Tensor]:
+        """The fc layers (and relu6, relu7) among ``wanted``, from a pool5 map: the part of the
+        network that sees the whole picture at once."""
+        wanted = set(wanted)
+        start = self._index["adapt"]
+        last = max(self._index[n] for n in wanted)
+        return self._run(pool5, self.plan[start:last + 1], wanted, "max")[1]
+
     def forward(self, image: Tensor) -> Tensor:
         """fc8 logits for an RGB image in [0, 1] of any size."""
         return self.features(image, ["fc8"])["fc8"]

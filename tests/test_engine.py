@@ -260,7 +260,7 @@ def test_a_memory_budget_checkpoints_large_scales_with_the_same_result(model, ph
 
 
 def test_top_classes_are_sorted_probabilities(model):
-    seen = top_classes(model, torch.rand(3, 50, 70), k=4)
+    seen = top_classes(model, torch.rand(3, 50, 70), 4, model.labels)
     assert len(seen) == 4
     assert all(a.probability >= b.probability for a, b in itertools.pairwise(seen))
     assert all(isinstance(s.name, str) and s.name for s in seen)
