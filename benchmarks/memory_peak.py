@@ -1,16 +1,18 @@
-"""Peak memory (RSS) of in-process L-BFGS renders, plain and with checkpointed conv blocks,
-against the engine's estimate.
+"""Peak memory (RSS) of in-process L-BFGS renders, plain, with checkpointed conv blocks and block
+by block, against the engine's estimate.
 
-Run:  .venv/bin/python benchmarks/memory_peak.py [--sizes 512,1024] [--iterations 6]
+Run:  .venv/bin/python benchmarks/memory_peak.py [--sizes 1024x1024,2048x2048,4096x3072]
+          [--modes plain,checkpoint,blocks] [--budget 2.5G] [--iterations 3]
 
-Each size runs twice, each time in a fresh process so the peak is its own: the plain pass, then
-with the conv blocks checkpointed (what the engine does when a scale would not fit its memory
-budget). One scale, the engine's defaults (automatic L-BFGS history, glibc settings of
-:func:`keep_freed_memory`). It prints the process's resident memory before the render (torch and
-the model), the peak during it, the rise per pixel, the engine's estimate of that rise, and the
-time per iteration of the checkpointed pass as a ratio of the plain one (same run). A size whose
-estimate exceeds the memory available now is reported and skipped. Seeded random weights:
-memory does not depend on the values.
+Each size and mode runs in a fresh process, so the peak is its own: the plain pass; the conv
+blocks checkpointed (what the engine does when a scale would not fit its memory budget plainly);
+and block by block within ``--budget`` (what it does when even that would not fit; the block side
+is the largest that fits the budget). One scale, the engine's defaults (automatic L-BFGS history,
+glibc settings of :func:`keep_freed_memory`). It prints the process's resident memory before the
+render (torch and the model), the peak during it, the rise per pixel, the engine's estimate of the
+rise, and the time per iteration, with each mode's ratio to the plain pass (same run). A run whose
+estimate exceeds the memory available now is reported and skipped. Seeded random weights: memory
+does not depend on the values.
 """
 
 from __future__ import annotations
@@ -18,15 +20,17 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import subprocess
 import sys
 import time
 
 import torch
 
+from neural_mirage.cli import byte_size
 from neural_mirage.engine import RenderParams, keep_freed_memory, render
 from neural_mirage.engine.device import available_memory
-from neural_mirage.engine.estimate import peak_bytes
+from neural_mirage.engine.render import Scale, mode_memory, scale_memory, scale_mode
 from neural_mirage.install.weights import ModelSpec, load_model
 
 
@@ -37,55 +41,74 @@ def memory_status() -> dict[str, int]:
                 if line.startswith(("VmRSS", "VmHWM"))}
 
 
-def one(size: int, iterations: int, checkpoint: bool) -> dict[str, float]:
+def budget_for(mode: str, params: RenderParams, scale: Scale, budget: int) -> int | None:
+    """The memory budget that makes :func:`render` run ``scale`` in ``mode``."""
+    if mode == "plain":
+        return None
+    if mode == "checkpoint":
+        return scale_memory(params, scale, checkpoint=True)
+    return budget
+
+
+def one(width: int, height: int, iterations: int, mode: str, budget: int) -> dict[str, float]:
     """Runs in a child process: one render, its memory and speed."""
     keep_freed_memory()
     model, _ = load_model(ModelSpec("random"))
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # the peak so far (model loading) no longer counts
     before = memory_status()["VmRSS"]
-    content = torch.rand(3, size, size, generator=torch.Generator().manual_seed(0))
-    params = RenderParams(size=size, iterations=iterations, scales=1, early_stop=0.0)
+    content = torch.rand(3, height, width, generator=torch.Generator().manual_seed(0))
+    params = RenderParams(size=max(width, height), iterations=iterations, scales=1,
+                          early_stop=0.0)
     stamps: list[float] = []
-    render(model, content, params, see_top=0, memory_budget=1 if checkpoint else None,
+    memory = budget_for(mode, params, Scale(width, height, iterations), budget)
+    render(model, content, params, see_top=0, memory_budget=memory,
            on_progress=lambda p: stamps.append(time.perf_counter()))
     peak = memory_status()["VmHWM"]
-    return {"before": before, "peak": peak,
-            "seconds": min(b - a for a, b in itertools.pairwise(stamps[1:]))}
+    steps = [b - a for a, b in itertools.pairwise(stamps[1:])]  # the first one warms up
+    return {"before": before, "peak": peak, "seconds": min(steps, default=math.nan)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="512,1024")
-    parser.add_argument("--iterations", type=int, default=6)
-    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--sizes", default="1024x1024,2048x2048,4096x3072")
+    parser.add_argument("--modes", default="plain,checkpoint,blocks")
+    parser.add_argument("--budget", type=byte_size, default=byte_size("2.5G"),
+                        help="memory budget of the block-by-block runs")
+    parser.add_argument("--iterations", type=int, default=3)
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(one(int(args.child[0]), args.iterations, args.child[1] == "1")))
+        width, height = (int(v) for v in args.child[0].split("x"))
+        print(json.dumps(one(width, height, args.iterations, args.child[1],
+                             int(args.child[2]))))
         return
     print("seeded random weights (memory does not depend on the values); RSS of one render")
-    for size in map(int, args.sizes.split(",")):
-        params = RenderParams(size=size, iterations=args.iterations, scales=1)
+    for size in args.sizes.split(","):
+        width, height = (int(v) for v in size.split("x"))
+        params = RenderParams(size=max(width, height), iterations=args.iterations, scales=1)
+        scale = Scale(width, height, args.iterations)
         runs = {}
-        for checkpoint in (False, True):
-            estimate = peak_bytes(size, size, params, budget=1 if checkpoint else None)
+        for mode in args.modes.split(","):
+            memory = budget_for(mode, params, scale, args.budget)
+            kind, side = scale_mode(params, scale, memory)
+            estimate = mode_memory(params, scale, (kind, side))
+            label = f"blocks of {side} px" if kind == "blocks" else kind
             if estimate > available_memory(torch.device("cpu")):
-                print(f"{size}x{size} {'checkpointed' if checkpoint else 'plain'}: estimated "
-                      f"{estimate / 1e9:.1f} GB, more than is available here: skipped")
+                print(f"{size} {label}: estimated {estimate / 1e9:.1f} GB, more than is "
+                      "available here: skipped", flush=True)
                 continue
-            out = subprocess.run([sys.executable, __file__, "--child", str(size),
-                                  str(int(checkpoint)), "--iterations", str(args.iterations)],
+            out = subprocess.run([sys.executable, __file__, "--child", size, mode,
+                                  str(args.budget), "--iterations", str(args.iterations)],
                                  capture_output=True, text=True, check=True)
-            run = runs[checkpoint] = json.loads(out.stdout)
-            rise = run["peak"] - run["before"]
-            print(f"{size}x{size} {'checkpointed' if checkpoint else 'plain':>12}: "
-                  f"{run['before'] / 1e9:.2f} GB before, peak {run['peak'] / 1e9:.2f} GB, "
-                  f"rise {rise / size**2:.0f} B/px (estimate {estimate / size**2:.0f} B/px), "
-                  f"{run['seconds']:.2f} s per iteration")
-        if len(runs) == 2:
-            print(f"{size}x{size}: checkpointed peak {runs[True]['peak'] / runs[False]['peak']:.2f}"
-                  f"x, time per iteration {runs[True]['seconds'] / runs[False]['seconds']:.2f}x "
-                  "the plain pass")
+            run = runs[mode] = json.loads(out.stdout)
+            pixels = width * height
+            ratio = (f", {run['seconds'] / runs['plain']['seconds']:.2f}x the plain pass's time"
+                     if "plain" in runs and mode != "plain" else "")
+            print(f"{size} {label}: {run['before'] / 1e9:.2f} GB before, peak "
+                  f"{run['peak'] / 1e9:.2f} GB, rise {(run['peak'] - run['before']) / pixels:.0f}"
+                  f" B/px (estimate {estimate / pixels:.0f} B/px), {run['seconds']:.2f} s per "
+                  f"iteration{ratio}", flush=True)
 
 
 if __name__ == "__main__":

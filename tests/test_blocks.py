@@ -49,6 +49,7 @@ def test_loss_gradient_and_classes_by_blocks_equal_the_whole_image_ones(model):
     blocks = BlockwiseObjective(model, params, content, [content, style], [0.7, 0.3], side=64)
     loss_b, terms_b, grad_b = blocks.with_gradient(image)
     assert list(terms_b) == list(terms)
+    assert loss_b.item() == pytest.approx(loss.item(), rel=1e-5)
     for name, value in terms.items():
         assert terms_b[name].item() == pytest.approx(value.item(), rel=1e-4), name
     assert ((grad_b - x.grad).norm() / x.grad.norm()).item() < 1e-4

@@ -21,7 +21,7 @@ from neural_mirage.engine import (
     top_classes,
 )
 from neural_mirage.engine.losses import feature_loss, gram, tv_loss
-from neural_mirage.engine.render import keep_colors
+from neural_mirage.engine.render import fit_size, keep_colors, scale_memory, scale_mode
 from neural_mirage.install.weights import ModelSpec, load_model
 
 FAST = dict(size=64, iterations=6, scales=1, early_stop=0.0)
@@ -253,8 +253,11 @@ def test_a_memory_budget_checkpoints_large_scales_with_the_same_result(model, ph
     """A budget below the plain estimate makes the render checkpoint (less memory, more
     compute); the optimisation itself is unchanged."""
     params = RenderParams(**FAST)
+    final = plan_scales(*fit_size(photo.shape[2], photo.shape[1], params.size), params)[-1]
+    budget = scale_memory(params, final, checkpoint=True)
+    assert scale_mode(params, final, budget) == ("checkpoint", 0)
     plain = render(model, photo, params, see_top=0)
-    tight = render(model, photo, params, see_top=0, memory_budget=1)
+    tight = render(model, photo, params, see_top=0, memory_budget=budget)
     torch.testing.assert_close(tight.image, plain.image, rtol=1e-3, atol=1e-4)
     assert tight.loss == pytest.approx(plain.loss, rel=1e-4)
 
