@@ -216,7 +216,7 @@ class BlockwiseObjective:
         if p.see:
             terms["see"] = small["see"].detach()
         if p.tv_weight > 0:
-            x = image.detach().clone().requires_grad_(True)
+            x = image.detach().requires_grad_(True)  # a leaf sharing the image's memory
             tv = p.tv_weight * tv_loss(x, p.normalization)
             tv.backward()
             grad += x.grad

@@ -59,25 +59,29 @@ class LBFGS:
             g = grad.reshape(-1)
             m = self.m
             newest = (self.count - 1).remainder(m)  # this step's pair goes here (step 0: none)
+            # Few image-sized temporaries: at camera sizes each one is hundreds of MB.
             s, y = self.step_taken, g - self.previous
             ys = torch.dot(y, s)
             accept = (ys > CURVATURE_EPS) & (self.count > 0)
             keep = accept.to(g.dtype)
-            self.pairs.index_copy_(0, torch.stack([newest, newest + m]),
-                                   torch.stack([s * keep, y * keep]))
+            y.mul_(keep)
+            self.pairs.index_copy_(0, (newest + m).view(1), y.view(1, -1))
+            self.pairs.index_copy_(0, newest.view(1), (s * keep).view(1, -1))
             self.valid.index_copy_(0, newest.view(1), keep.view(1))
-            # One pass over the history: S g, Y g, S y, Y y and Y s, for the new row and column.
-            products = (self.pairs @ torch.stack([g, y * keep, s * keep], dim=1)).to(self.sy.dtype)
-            s_g, y_g = products[:m, 0], products[m:, 0]
-            self.sy.index_copy_(1, newest.view(1), products[:m, 1:2])
-            self.sy.index_copy_(0, newest.view(1), products[m:, 2].view(1, m))
-            self.yy.index_copy_(1, newest.view(1), products[m:, 1:2])
-            self.yy.index_copy_(0, newest.view(1), products[m:, 1].view(1, m))
+            # S g, Y g, S y, Y y and Y s: the new row and column of S^T Y and Y^T Y.
+            on_g = (self.pairs @ g).to(self.sy.dtype)
+            on_y = (self.pairs @ y).to(self.sy.dtype)
+            on_s = (self.pairs @ s).to(self.sy.dtype) * keep
+            s_g, y_g = on_g[:m], on_g[m:]
+            self.sy.index_copy_(1, newest.view(1), on_y[:m].view(m, 1))
+            self.sy.index_copy_(0, newest.view(1), on_s[m:].view(1, m))
+            self.yy.index_copy_(1, newest.view(1), on_y[m:].view(m, 1))
+            self.yy.index_copy_(0, newest.view(1), on_y[m:].view(1, m))
             # Every state tensor is updated in place, so that a captured CUDA graph replays it.
             self.gamma.copy_(torch.where(accept, ys / torch.dot(y, y), self.gamma))
 
-            coefficients = self._coefficients(s_g, y_g, newest)
-            hg = self.gamma.to(g.dtype) * g + coefficients @ self.pairs
+            hg = self._coefficients(s_g, y_g, newest) @ self.pairs
+            hg.addcmul_(g, self.gamma.to(g.dtype))
             first = (1 / g.abs().sum()).clamp(max=1) * self.lr
             length = torch.where(self.count == 0, first, torch.full_like(first, self.lr))
             torch.mul(hg, -length, out=self.step_taken)

@@ -240,13 +240,13 @@ class _Stepper:
 
     @property
     def image(self) -> Tensor:
-        """The current image (1, 3, H, W) in [0, 1]."""
-        return self.variable.detach() / self.unit
+        """The current image (1, 3, H, W) in [0, 1] (no copy when the units are the same)."""
+        return self.variable.detach() if self.unit == 1 else self.variable.detach() / self.unit
 
     def _step(self) -> Tensor:
         if isinstance(self.objective, BlockwiseObjective):
             loss, terms, grad = self.objective.with_gradient(self.image)
-            self.optimizer.step(grad / self.unit)  # d/d(variable) = d/d(image) / unit
+            self.optimizer.step(grad.div_(self.unit))  # d/d(variable) = d/d(image) / unit
         else:
             self.variable.grad = None
             loss, terms = self.objective(self.variable / self.unit)
@@ -323,9 +323,11 @@ def scale_memory(params: RenderParams, scale: Scale, checkpoint: bool) -> int:
     return scale.width * scale.height * (per_pixel + 2 * 3 * 4 * entries)
 
 
-#: Image-sized float vectors a blockwise scale keeps besides the L-BFGS history: the image, its
-#: gradient, the optimiser's last gradient and step, the content and style images, copies.
-BLOCKWISE_VECTORS = 10
+#: Image-sized float vectors (3 floats a pixel) a blockwise scale needs besides the L-BFGS
+#: history: the image, its gradient, the optimiser's last gradient and step, the content and style
+#: images, and the temporaries of a step; measured as the RSS rise of block-by-block renders at
+#: 1024x1024 (21 and 25) and 2048x2048 (18; benchmarks/memory_peak.py, 2026-11-27).
+BLOCKWISE_VECTORS = 26
 #: The smallest block side worth running: below it the halos cost more than the blocks.
 MIN_BLOCK = 256
 
