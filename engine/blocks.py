@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .losses import feature_loss, tv_loss
+from .losses import feature_loss
 from .params import ParamError, RenderParams
 from .steering import steering_loss, steering_target
 from .vgg import MirageVGG
@@ -216,11 +216,8 @@ class BlockwiseObjective:
         if p.see:
             terms["see"] = small["see"].detach()
         if p.tv_weight > 0:
-            x = image.detach().requires_grad_(True)  # a leaf sharing the image's memory
-            tv = p.tv_weight * tv_loss(x, p.normalization)
-            tv.backward()
-            grad += x.grad
-            terms["tv"] = tv.detach()
+            terms["tv"] = p.tv_weight * _tv_with_gradient(image, p.normalization, grad,
+                                                           p.tv_weight)
         return torch.stack(list(terms.values())).sum(), terms, grad
 
     @torch.no_grad()
@@ -233,6 +230,29 @@ class BlockwiseObjective:
             pool5[(..., *block.region(32, width, height))] = block.interior(
                 feats["pool5"], 32, width, height)
         return self.model.head(pool5, ["fc8"])["fc8"]
+
+
+def _tv_with_gradient(image: Tensor, normalization: str, grad: Tensor, weight: float,
+                      rows: int = 256) -> Tensor:
+    """:func:`tv_loss` of the whole (1, 3, H, W) image, computed in strips of ``rows`` rows;
+    adds ``weight`` times its gradient to ``grad``. A strip also reads the next strip's first
+    row, for the vertical differences across the border."""
+    height, width = image.shape[-2:]
+    if normalization == "neural-style":
+        across, down = 255.0, 255.0
+    else:
+        across, down = 1 / (3 * height * (width - 1)), 1 / (3 * (height - 1) * width)
+    total = image.new_zeros(())
+    for top in range(0, height, rows):
+        bottom = min(top + rows, height)
+        strip = image[..., top:min(bottom + 1, height), :].detach().requires_grad_(True)
+        own = strip[..., :bottom - top, :]
+        value = across * (own[..., 1:] - own[..., :-1]).abs().sum() \
+            + down * (strip[..., 1:, :] - strip[..., :-1, :]).abs().sum()
+        (weight * value).backward()
+        grad[..., top:top + strip.shape[-2], :] += strip.grad
+        total = total + value.detach()
+    return total
 
 
 def _flat(features: Tensor) -> Tensor:

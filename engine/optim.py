@@ -59,20 +59,19 @@ class LBFGS:
             g = grad.reshape(-1)
             m = self.m
             newest = (self.count - 1).remainder(m)  # this step's pair goes here (step 0: none)
-            # Few image-sized temporaries: at camera sizes each one is hundreds of MB.
-            s, y = self.step_taken, g - self.previous
+            # No image-sized temporaries: at camera sizes each one is hundreds of MB. A pair that
+            # fails the curvature test is stored as it is and weighted 0 in the small systems.
+            s, y = self.step_taken, self.previous.neg_().add_(g)  # y = g - previous, in place
             ys = torch.dot(y, s)
             accept = (ys > CURVATURE_EPS) & (self.count > 0)
-            keep = accept.to(g.dtype)
-            y.mul_(keep)
+            keep = accept.to(self.sy.dtype)
+            self.pairs.index_copy_(0, newest.view(1), s.view(1, -1))
             self.pairs.index_copy_(0, (newest + m).view(1), y.view(1, -1))
-            self.pairs.index_copy_(0, newest.view(1), (s * keep).view(1, -1))
-            self.valid.index_copy_(0, newest.view(1), keep.view(1))
+            self.valid.index_copy_(0, newest.view(1), accept.to(g.dtype).view(1))
             # S g, Y g, S y, Y y and Y s: the new row and column of S^T Y and Y^T Y.
             on_g = (self.pairs @ g).to(self.sy.dtype)
-            on_y = (self.pairs @ y).to(self.sy.dtype)
+            on_y = (self.pairs @ y).to(self.sy.dtype) * keep
             on_s = (self.pairs @ s).to(self.sy.dtype) * keep
-            s_g, y_g = on_g[:m], on_g[m:]
             self.sy.index_copy_(1, newest.view(1), on_y[:m].view(m, 1))
             self.sy.index_copy_(0, newest.view(1), on_s[m:].view(1, m))
             self.yy.index_copy_(1, newest.view(1), on_y[m:].view(m, 1))
@@ -80,11 +79,13 @@ class LBFGS:
             # Every state tensor is updated in place, so that a captured CUDA graph replays it.
             self.gamma.copy_(torch.where(accept, ys / torch.dot(y, y), self.gamma))
 
-            hg = self._coefficients(s_g, y_g, newest) @ self.pairs
-            hg.addcmul_(g, self.gamma.to(g.dtype))
-            first = (1 / g.abs().sum()).clamp(max=1) * self.lr
+            # The step -t H g, built in its own buffer (s is stored in the history by now).
+            coefficients = self._coefficients(on_g[:m], on_g[m:], newest)
+            torch.mv(self.pairs.t(), coefficients, out=self.step_taken)
+            self.step_taken.addcmul_(g, self.gamma.to(g.dtype))
+            first = (1 / torch.linalg.vector_norm(g, 1)).clamp(max=1) * self.lr
             length = torch.where(self.count == 0, first, torch.full_like(first, self.lr))
-            torch.mul(hg, -length, out=self.step_taken)
+            self.step_taken.mul_(-length)
             self.variable.view(-1).add_(self.step_taken)
             self.previous.copy_(g)
             self.count += 1
@@ -94,11 +95,13 @@ class LBFGS:
         order = (self._arange + newest + 1).remainder(self.m)  # oldest first
         sy = self.sy[order][:, order]
         valid = self.valid[order].to(sy.dtype)
-        r = torch.triu(sy) + torch.diag(1 - valid)  # unused slots: identity rows, zero vectors
+        # Unused and rejected slots: an identity row in R and no weight anywhere (their rows
+        # and columns of S^T Y and Y^T Y are zero), so their coefficients come out 0.
+        r = torch.triu(sy) + torch.diag(1 - valid)
         d = torch.diagonal(sy) * valid
-        w = torch.linalg.solve_triangular(r, s_g[order].unsqueeze(1), upper=True)
+        w = torch.linalg.solve_triangular(r, (s_g[order] * valid).unsqueeze(1), upper=True)
         rhs = d.unsqueeze(1) * w + self.gamma * (self.yy[order][:, order] @ w) \
-            - self.gamma * y_g[order].unsqueeze(1)
+            - self.gamma * (y_g[order] * valid).unsqueeze(1)
         p = torch.linalg.solve_triangular(r.t(), rhs, upper=False)
         coefficients = torch.empty(2 * self.m, dtype=self.sy.dtype, device=s_g.device)
         coefficients.index_copy_(0, order, p.squeeze(1))
