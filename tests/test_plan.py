@@ -14,7 +14,8 @@ from .daemon_process import start_daemon
 
 @pytest.fixture(scope="module")
 def client():
-    daemon = start_daemon(None, None, "--max-pixels", "200000", "--max-memory", "2G")
+    # 1 GB: less than a 1600x1200 render needs even block by block (about 1.6 GB).
+    daemon = start_daemon(None, None, "--max-pixels", "200000", "--max-memory", "1G")
     c = daemon.client()
     yield c
     c.close()
