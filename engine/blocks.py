@@ -127,9 +127,11 @@ class BlockwiseObjective:
         for block in plan_blocks(width, height, self.side):
             yield block, image[..., block.ty0:block.ty1, block.tx0:block.tx1]
 
-    def _features(self, block: Block, tile: Tensor, width: int, height: int
+    def _features(self, block: Block, tile: Tensor, width: int, height: int,
+                  wanted: set[str] | None = None, pooling: str | None = None
                   ) -> dict[str, Tensor]:
-        feats = self.model.features(tile, self.wanted, self.params.pooling)
+        """The block's part of each wanted layer (the render's layers and pooling by default)."""
+        feats = self.model.features(tile, wanted or self.wanted, pooling or self.params.pooling)
         return {name: block.interior(f, self.model.stride(name), width, height)
                 for name, f in feats.items()}
 
@@ -226,9 +228,8 @@ class BlockwiseObjective:
         width, height = image.shape[-1], image.shape[-2]
         pool5 = image.new_zeros(1, 512, height // 32, width // 32)
         for block, tile in self._tiles(image):
-            feats = self.model.features(tile, ["pool5"], "max")
-            pool5[(..., *block.region(32, width, height))] = block.interior(
-                feats["pool5"], 32, width, height)
+            feats = self._features(block, tile, width, height, {"pool5"}, "max")
+            pool5[(..., *block.region(32, width, height))] = feats["pool5"]
         return self.model.head(pool5, ["fc8"])["fc8"]
 
 
