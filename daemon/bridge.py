@@ -79,8 +79,8 @@ def main() -> None:
             for job, watch in list(watches.items()):
                 try:
                     result = watch.poll(0)
-                except JobCancelled:
-                    emit({"type": "CANCELLED", "job": job})
+                except JobCancelled as exc:
+                    emit({"type": "CANCELLED", "job": job, "reason": exc.reason})
                     del watches[job]
                 except DaemonError as exc:
                     emit({**_error(exc), "job": job})

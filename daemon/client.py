@@ -40,8 +40,14 @@ class DaemonError(Exception):
 
 
 class JobCancelled(DaemonError):
-    def __init__(self, job: str) -> None:
-        super().__init__("cancelled", f"job {job} was cancelled", job)
+    """The job was cancelled; ``reason`` is CANCELLED's: ``request``, ``client_gone`` or
+    ``shutdown``."""
+
+    def __init__(self, job: str, reason: str = "request") -> None:
+        why = {"shutdown": " (the daemon is shutting down)",
+               "client_gone": " (its client's connection closed)"}.get(reason, "")
+        super().__init__("cancelled", f"job {job} was cancelled{why}", job)
+        self.reason = reason
 
 
 @dataclass
@@ -73,7 +79,10 @@ class Client:
     """One DEALER connection to the daemon. Not thread-safe: use it from one thread."""
 
     def __init__(self, endpoint: str | None = None, timeout: float = 10.0,
-                 server_key: bytes | None = None) -> None:
+                 server_key: bytes | None = None,
+                 client_keys: tuple[bytes, bytes] | None = None) -> None:
+        """``server_key`` (Z85): use CURVE, with ``client_keys`` (public, secret; Z85) as this
+        client's identity, or a fresh pair when None (a daemon accepts only listed keys)."""
         if endpoint is None:
             info = read_connection_file()
             if info is None:
@@ -88,7 +97,7 @@ class Client:
         self._socket = self._context.socket(zmq.DEALER)
         self._socket.setsockopt(zmq.LINGER, 0)
         if server_key is not None:
-            public, secret = zmq.curve_keypair()
+            public, secret = client_keys or zmq.curve_keypair()
             self._socket.curve_serverkey = server_key
             self._socket.curve_publickey = public
             self._socket.curve_secretkey = secret
@@ -105,8 +114,11 @@ class Client:
 
         ``spawn_command`` defaults to this Python running ``neural_mirage.cli daemon``; an editor
         passes the daemon's own Python here. ``on_spawn`` is called when a daemon is started, so
-        the caller can say so.
+        the caller can say so. A daemon that is still loading its model (its connection file
+        says ``starting``) is waited for, up to ``spawn_timeout``, spawn or not.
         """
+        if _starting_daemon() is not None:
+            return cls._connect_when_started(endpoint, timeout, spawn_timeout)
         client = None
         try:
             client = cls(endpoint, timeout=timeout if not spawn else min(timeout, 3.0))
@@ -116,7 +128,11 @@ class Client:
         except DaemonError as exc:
             if client is not None:
                 client.close()
-            if not spawn or exc.code not in (P.E_NO_DAEMON, P.E_TIMEOUT):
+            if exc.code not in (P.E_NO_DAEMON, P.E_TIMEOUT):
+                raise
+            if _starting_daemon() is not None:
+                return cls._connect_when_started(endpoint, timeout, spawn_timeout)
+            if not spawn:
                 raise
         if on_spawn is not None:
             on_spawn()
@@ -125,27 +141,48 @@ class Client:
                 process = spawn_daemon(spawn_command, errors)
             except OSError as exc:
                 raise DaemonError(P.E_NO_DAEMON, f"could not start the daemon: {exc}") from exc
-            deadline = time.monotonic() + spawn_timeout
-            while time.monotonic() < deadline:
-                exited = process.poll() is not None
-                # Another client may have started a daemon at the same moment (a dialog's class
-                # list and its Render button): ours then exits, and theirs answers.
-                if endpoint is not None or read_connection_file() is not None:
-                    client = cls(endpoint, timeout=1.0)
-                    try:
-                        client.hello()
-                        client.timeout = timeout
-                        return client
-                    except DaemonError:
-                        client.close()
-                if exited:
-                    errors.seek(0)
-                    lines = errors.read().decode(errors="replace").strip().splitlines()
-                    why = lines[-1] if lines else f"exit code {process.returncode}"
-                    raise DaemonError(P.E_NO_DAEMON, f"the daemon could not start: {why}")
-                time.sleep(0.2)
-        raise DaemonError(P.E_TIMEOUT, f"the daemon did not answer within {spawn_timeout:g} s "
-                          "of being started")
+
+            def failed() -> str | None:
+                if process.poll() is None:
+                    return None
+                errors.seek(0)
+                lines = errors.read().decode(errors="replace").strip().splitlines()
+                return lines[-1] if lines else f"exit code {process.returncode}"
+
+            return cls._await(endpoint, timeout, spawn_timeout, failed)
+
+    @classmethod
+    def _connect_when_started(cls, endpoint: str | None, timeout: float, wait: float) -> Client:
+        """Wait for the daemon whose model is loading, as for one we started ourselves."""
+        pid = _starting_daemon()
+        return cls._await(endpoint, timeout, wait, lambda: None if pid and _alive(pid) else
+                          "the daemon that was starting has exited (its log: "
+                          "~/.cache/neural-mirage/daemon.log)")
+
+    @classmethod
+    def _await(cls, endpoint: str | None, timeout: float, wait: float,
+               failed: Callable[[], str | None]) -> Client:
+        """Connect to a daemon that is starting, within ``wait`` seconds; ``failed`` says why
+        it never will (its process ended)."""
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            why = failed()
+            # Another client may have started a daemon at the same moment (a dialog's class
+            # list and its Render button): ours then exits, and theirs answers.
+            info = read_connection_file()
+            if endpoint is not None or (info is not None and not info.get("starting")):
+                client = cls(endpoint, timeout=1.0)
+                try:
+                    client.hello()
+                    client.timeout = timeout
+                    return client
+                except DaemonError:
+                    client.close()
+            if why is not None:
+                raise DaemonError(P.E_NO_DAEMON, f"the daemon could not start: {why}")
+            time.sleep(0.2)
+        raise DaemonError(P.E_TIMEOUT, f"the daemon did not answer within {wait:g} s of "
+                          "being started")
 
     def __enter__(self) -> Client:
         return self
@@ -160,6 +197,12 @@ class Client:
     # -- plumbing ----------------------------------------------------------------------------
 
     def _send(self, header: dict[str, Any], frames: Sequence[bytes] = ()) -> None:
+        # A DEALER with no connection (no daemon there, or one that refused our CURVE key)
+        # would block in send for ever: wait for the connection as for a reply, no longer.
+        if not self._socket.poll(int(self.timeout * 1000), zmq.POLLOUT):
+            raise DaemonError(P.E_TIMEOUT, f"could not reach the daemon at {self.endpoint} "
+                              f"within {self.timeout:g} s: is it running, and does it accept "
+                              "this client's key?")
         self._socket.send_multipart([P.pack(header), *frames], copy=False)
 
     def _receive(self, timeout: float, pending: bool = True) -> tuple[dict, list[bytes]] | None:
@@ -347,10 +390,28 @@ class JobWatch:
             elif kind == P.RESULT:
                 return Result(header, frames[0])
             elif kind == P.CANCELLED:
-                raise JobCancelled(self.job)
+                raise JobCancelled(self.job, header.get("reason", "request"))
             elif kind == P.ERROR:
                 raise DaemonError(header.get("code", "error"), header.get("message", ""),
                                   self.job)
+
+
+def _starting_daemon() -> int | None:
+    """The pid of a daemon that is loading its model (its connection file says so), if alive."""
+    info = read_connection_file()
+    if info is None or not info.get("starting") or not isinstance(info.get("pid"), int):
+        return None
+    return info["pid"] if _alive(info["pid"]) else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def spawn_daemon(command: Sequence[str] | None = None, errors: Any = None) -> subprocess.Popen:

@@ -14,6 +14,8 @@ import zmq
 from neural_mirage.engine import RenderParams
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
+#: Why a job was cancelled (CANCELLED's ``reason``).
+REQUEST, CLIENT_GONE, SHUTDOWN = "request", "client_gone", "shutdown"
 
 
 @dataclass
@@ -34,6 +36,8 @@ class Job:
     output: tuple[int, int] | None = None
     """(width, height) the result is scaled to (the editor's area); None: the render's size."""
     detached: bool = False
+    key: str | None = None
+    """The CURVE public key it was submitted with; None on unencrypted endpoints."""
     preview_every: int = 0
     preview_size: int = 256
     number: int = 0
@@ -42,6 +46,7 @@ class Job:
     state: str = QUEUED
     submitted: float = field(default_factory=time.monotonic)
     cancel: threading.Event = field(default_factory=threading.Event)
+    cancel_reason: str = ""
     device: str = ""
     iteration: int = 0
     total: int = 0
@@ -67,14 +72,13 @@ class JobQueue:
         self._ready = threading.Condition()
         self._closed = False
 
-    def put(self, job: Job) -> int:
-        """Append; return the 1-based position. Raises QueueFull past the maximum length."""
+    def put(self, job: Job) -> None:
+        """Append. Raises QueueFull past the maximum length."""
         with self._ready:
             if len(self._jobs) >= self.max_length:
                 raise QueueFull()
             self._jobs.append(job)
             self._ready.notify()
-            return len(self._jobs)
 
     def get(self) -> Job | None:
         """Block until a job is there; None once the queue is closed."""

@@ -10,6 +10,7 @@ into an editor's Python.
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -96,9 +97,37 @@ def unpack(data: bytes) -> dict[str, Any]:
         raise ProtocolError(E_BAD_MESSAGE, "the header is not valid msgpack") from exc
     if not isinstance(header, dict):
         raise ProtocolError(E_BAD_MESSAGE, "the header must be a msgpack map")
+    rid = header.get("rid")
+    if rid is not None and not _is_rid(rid):
+        raise ProtocolError(E_BAD_MESSAGE, f"'rid' must be an integer or a string, not "
+                                           f"{rid!r:.40}")
     if not isinstance(header.get("type"), str):
         raise ProtocolError(E_BAD_MESSAGE, "the header has no 'type' string")
     return header
+
+
+def _is_rid(value: Any) -> bool:
+    return isinstance(value, int | str) and not isinstance(value, bool)
+
+
+def read_rid(data: bytes | memoryview) -> Any:
+    """The ``rid`` of a header, read even from one that :func:`unpack` refuses (too large, no
+    ``type``), so that the ERROR carries it: a client matching replies by rid gets its answer.
+
+    Reads the map key by key and skips values, so a huge value before ``rid`` costs no memory;
+    returns None when there is no readable integer, float or string ``rid``.
+    """
+    try:
+        unpacker = msgpack.Unpacker(io.BytesIO(data), raw=False, read_size=1 << 16,
+                                    max_buffer_size=2 * MAX_HEADER_BYTES)
+        for _ in range(min(unpacker.read_map_header(), 10_000)):
+            if unpacker.unpack() == "rid":
+                rid = unpacker.unpack()
+                return rid if _is_rid(rid) or isinstance(rid, float) else None
+            unpacker.skip()
+    except Exception:  # garbage, or a value too large to skip: no rid to be had
+        return None
+    return None
 
 
 def image_meta(width: int, height: int, channels: int = 4, dtype: str = "u8",

@@ -19,6 +19,7 @@ from .protocol import pack, unpack
 
 _ID = re.compile(r"^[0-9a-f]{32}$")
 _LENGTH = struct.Struct("<I")
+_OWNER = "owner_key"  # kept next to the RESULT header on disk, never sent
 
 
 class ResultStore:
@@ -32,11 +33,13 @@ class ResultStore:
     def _path(self, job_id: str) -> Path | None:
         return self.folder / f"{job_id}.result" if _ID.match(job_id) else None
 
-    def put(self, job_id: str, header: dict[str, Any], pixels: bytes) -> None:
+    def put(self, job_id: str, header: dict[str, Any], pixels: bytes,
+            owner_key: str | None = None) -> None:
+        """Store a RESULT and its pixels; ``owner_key`` (a CURVE key) may fetch it later."""
         path = self._path(job_id)
         if path is None:
             raise ValueError(f"bad job id {job_id!r}")
-        head = pack(header)
+        head = pack({**header, _OWNER: owner_key})
         tmp = path.with_suffix(".tmp")
         with tmp.open("wb") as f:
             f.write(_LENGTH.pack(len(head)))
@@ -46,13 +49,15 @@ class ResultStore:
         tmp.replace(path)
         self.prune()
 
-    def get(self, job_id: str) -> tuple[dict[str, Any], bytes] | None:
+    def get(self, job_id: str) -> tuple[dict[str, Any], bytes, str | None] | None:
+        """The RESULT header, its pixels and the key of the client that may fetch it."""
         path = self._path(job_id)
         if path is None or not path.is_file():
             return None
         data = path.read_bytes()
         (length,) = _LENGTH.unpack_from(data)
-        return unpack(data[4:4 + length]), data[4 + length:]
+        header = unpack(data[4:4 + length])
+        return header, data[4 + length:], header.pop(_OWNER, None)
 
     def delete(self, job_id: str) -> bool:
         path = self._path(job_id)

@@ -1,30 +1,28 @@
 """The render daemon: one ROUTER socket, an I/O loop that never waits for a render, device workers.
 
 The I/O thread (this module) answers HELLO, STATUS, PING, CANCEL, FETCH and ACK at once, queues
-SUBMITs, routes the workers' events to each job's owner, and cancels the jobs of clients that stop
-sending heartbeats (unless the job was submitted detached). Renders run in :mod:`.worker` threads.
+SUBMITs, routes the workers' events to each job's owner, and cancels the jobs of clients whose
+connection closed (unless the job was submitted detached): see :mod:`.peers`. A client that is
+only busy keeps its jobs. Renders run in :mod:`.worker` threads.
 """
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import ipaddress
 import itertools
-import json
 import logging
 import math
 import os
 import signal
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import torch
 import zmq
+import zmq.utils.monitor
 
 from neural_mirage import __version__
 from neural_mirage.engine import MAX_SIZE, MirageVGG, ParamError, RenderParams, plan_scales
@@ -40,20 +38,37 @@ from neural_mirage.engine.estimate import (
     size_in_memory,
     size_within,
 )
+from neural_mirage.engine.params import schema
 from neural_mirage.engine.render import fit_size
 from neural_mirage.engine.steering import available_groups
 from neural_mirage.install.weights import ModelInfo, ModelSpec
 
 from . import pixels
 from . import protocol as P
-from .jobs import CANCELLED, QUEUED, RUNNING, Job, JobQueue, QueueFull
+from .config import DaemonConfig, DaemonStartError, remove_connection_file, write_connection_file
+from .jobs import (
+    CANCELLED,
+    CLIENT_GONE,
+    QUEUED,
+    REQUEST,
+    RUNNING,
+    SHUTDOWN,
+    Job,
+    JobQueue,
+    QueueFull,
+)
+from .peers import Peers
 from .results import ResultStore
 from .worker import EVENTS_ENDPOINT, Worker
 
 log = logging.getLogger("neural_mirage.daemon")
 
-#: Clients are told to PING this often while they wait for a job.
+#: Clients that want to notice a dead daemon PING about this often (they need not).
 HEARTBEAT_INTERVAL = 0.25
+#: ZMTP heartbeats on every client connection, sent and answered by libzmq's own I/O threads:
+#: a client whose machine vanished without closing its connection is dropped after the timeout.
+ZMTP_HEARTBEAT_MS = 1000
+ZMTP_TIMEOUT_MS = 5000
 #: ESTIMATE's ``quick_size`` is the largest size that renders within this many seconds: the
 #: plug-ins' default, a first look that finishes in about a minute or two...
 QUICK_SECONDS = 90.0
@@ -62,38 +77,6 @@ QUICK_SECONDS = 90.0
 QUICK_MIN_SIZE = 256
 _FINISHED_MEMORY = 1000
 _LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
-
-
-class DaemonStartError(RuntimeError):
-    """The daemon cannot start; the message says why and what to do."""
-
-
-@dataclass
-class DaemonConfig:
-    endpoint: str = field(default_factory=P.default_endpoint)
-    runtime_dir: Path = field(default_factory=P.runtime_dir)
-    cache_dir: Path = field(default_factory=lambda: default_cache_dir())
-    max_queue: int = 32
-    max_pixels: int = 8192 * 8192
-    """Largest image a SUBMIT may send (what is rendered from)."""
-    max_output_pixels: int = 8192 * 8192
-    """Largest ``output`` size: the result scaled to the editor's area (a camera photo's)."""
-    max_memory: int | None = None
-    """Bytes a render may need (estimated before it starts); None: the devices' free memory
-    when the daemon starts."""
-    client_timeout: float = 1.0
-    """A non-detached job is cancelled when its client has been silent this long."""
-    curve_dir: Path | None = None
-    """Folder with server.key_secret and clients/*.key: CURVE for non-loopback endpoints."""
-    write_connection_file: bool = True
-
-
-def default_cache_dir() -> Path:
-    explicit = os.environ.get("NEURAL_MIRAGE_CACHE_DIR")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "neural-mirage"
 
 
 def is_loopback(endpoint: str) -> bool:
@@ -114,7 +97,8 @@ class Daemon:
     """Owns the socket, the queue, the workers and the result store."""
 
     def __init__(self, config: DaemonConfig,
-                 models: list[tuple[torch.device, MirageVGG, ModelInfo]], speed: Speed) -> None:
+                 models: list[tuple[torch.device, MirageVGG, ModelInfo]], speed: Speed,
+                 lock_fd: int) -> None:
         self.config = config
         self.models = models
         self.speed = speed
@@ -126,27 +110,36 @@ class Daemon:
         self.queue = JobQueue(config.max_queue)
         self.store = ResultStore(config.cache_dir / "results")
         self.jobs: dict[str, Job] = {}
-        self.finished: OrderedDict[str, str] = OrderedDict()
-        self.last_seen: dict[bytes, float] = {}
+        self.finished: OrderedDict[str, tuple[str, str | None]] = OrderedDict()
+        """State and owner key of the last finished jobs, for CANCEL and FETCH answers."""
+        self.peers = Peers()
+        self._later: list[tuple[bytes, dict[str, Any]]] = []
+        """Job events to send once the current reply is out (CANCEL's reply comes first)."""
+        self._undelivered: list[tuple[bytes, list[Any]]] = []
+        """Final job messages that met a full pipe (a client busy for long): sent again later."""
         self.started = time.monotonic()
         self._numbers = itertools.count(1)
         self.stopping = False
-        self._lock_fd: int | None = None
+        self._lock_fd = lock_fd
+        """The endpoint's lock (:func:`.config.take_lock`), held from before the model loads."""
         self._authenticator: Any = None
         self.router = self.context.socket(zmq.ROUTER)
+        self.monitor: zmq.Socket | None = None
         self.events = self.context.socket(zmq.PULL)
         self.workers: list[Worker] = []
 
     # -- start and stop ----------------------------------------------------------------------
 
     def start(self) -> None:
-        """Take the lock, bind, write the connection file, start the workers."""
+        """Bind, write the connection file, start the workers."""
         config = self.config
-        config.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(config.runtime_dir, 0o700)
-        self._take_lock()
         self.router.setsockopt(zmq.LINGER, 0)
         self.router.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        # A send to a client whose connection is gone fails (EHOSTUNREACH) instead of vanishing.
+        self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self.router.setsockopt(zmq.HEARTBEAT_IVL, ZMTP_HEARTBEAT_MS)
+        self.router.setsockopt(zmq.HEARTBEAT_TIMEOUT, ZMTP_TIMEOUT_MS)
+        self.monitor = self.router.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         # A frame bigger than the largest legal image is dropped by libzmq before it is buffered.
         self.router.setsockopt(zmq.MAXMSGSIZE, config.max_pixels * 16 + P.MAX_HEADER_BYTES)
         self._configure_security()
@@ -163,31 +156,15 @@ class Daemon:
             worker.start()
             self.workers.append(worker)
         if config.write_connection_file:
-            self._write_connection_file()
+            write_connection_file(config, starting=False)  # ready
         log.info("neural-mirage daemon %s listening on %s with %s on %s", __version__,
                  config.endpoint, self.info.label, ", ".join(str(d) for d, _, _ in self.models))
 
-    def _take_lock(self) -> None:
-        key = hashlib.sha256(self.config.endpoint.encode()).hexdigest()[:12]
-        path = self.config.runtime_dir / f"daemon-{key}.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            other = path.read_text().strip() or "?"
-            raise DaemonStartError(f"another neural-mirage daemon (pid {other}) is already "
-                                   f"serving {self.config.endpoint}; stop it first "
-                                   "('neural-mirage service stop' or SHUTDOWN)") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._lock_fd = fd
-
     def _configure_security(self) -> None:
         endpoint = self.config.endpoint
-        if is_loopback(endpoint):
-            return
         curve_dir = self.config.curve_dir
+        if curve_dir is None and is_loopback(endpoint):
+            return
         if curve_dir is None:
             raise DaemonStartError(
                 f"refusing to listen on {endpoint}: it is reachable from other machines and "
@@ -207,32 +184,22 @@ class Daemon:
         self.router.curve_publickey = public
         self.router.curve_server = True
 
-    def _write_connection_file(self) -> None:
-        path = self.config.runtime_dir / "daemon.json"
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump({"endpoint": self.config.endpoint, "protocol": P.PROTOCOL_VERSION,
-                       "version": __version__, "pid": os.getpid()}, f)
-        tmp.replace(path)
-        self._connection_file = path
-
     def close(self) -> None:
+        """Cancel every job (its owner gets CANCELLED with reason ``shutdown``), then stop."""
         self.queue.close()
-        for job in self.jobs.values():
-            job.cancel.set()
+        for job in list(self.jobs.values()):
+            self._cancel_job(job, SHUTDOWN)
         for worker in self.workers:
             worker.join(timeout=30)
-        path = getattr(self, "_connection_file", None)
-        if path is not None:
-            try:
-                if json.loads(path.read_text()).get("pid") == os.getpid():
-                    path.unlink()
-            except (OSError, ValueError):
-                pass
+        self._drain(self.events, self._on_event)
+        self._flush()
+        remove_connection_file(self.config)
         if self._authenticator is not None:
             self._authenticator.stop()
-        self.router.close(linger=0)
+        if self.monitor is not None:
+            self.router.disable_monitor()
+            self.monitor.close(linger=0)
+        self.router.close(linger=500)  # the CANCELLED messages above get out
         self.events.close(linger=0)
         self.context.term()
         if self._lock_fd is not None:
@@ -252,13 +219,20 @@ class Daemon:
         poller = zmq.Poller()
         poller.register(self.router, zmq.POLLIN)
         poller.register(self.events, zmq.POLLIN)
+        poller.register(self.monitor, zmq.POLLIN)
         while not self.stopping:
             ready = dict(poller.poll(100))
+            # Disconnects first: a descriptor in a later message may already be reused.
+            if self.monitor in ready:
+                self._drain(self.monitor, self._on_disconnect)
             if self.events in ready:
                 self._drain(self.events, self._on_event)
             if self.router in ready:
                 self._drain(self.router, self._on_message)
-            self._reap_silent_clients()
+            if self._undelivered:
+                undelivered, self._undelivered = self._undelivered, []
+                for identity, frames in undelivered:
+                    self._send_frames(identity, frames, final=True)
 
     @staticmethod
     def _drain(sock: zmq.Socket, handle: Any) -> None:
@@ -270,25 +244,39 @@ class Daemon:
             handle(frames)
 
     def _send(self, identity: bytes, header: dict[str, Any], frames: list[Any] = ()) -> None:
+        final = header["type"] in (P.RESULT, P.CANCELLED, P.ERROR) and "rid" not in header
+        self._send_frames(identity, [P.pack(header), *frames], final)
+
+    def _send_frames(self, identity: bytes, frames: list[Any], final: bool) -> None:
         try:
-            self.router.send_multipart([identity, P.pack(header), *frames], zmq.NOBLOCK)
-        except zmq.ZMQError as exc:  # a vanished or slow peer; results stay in the store
-            log.debug("could not send %s: %s", header.get("type"), exc)
+            self.router.send_multipart([identity, *frames], zmq.NOBLOCK)
+        except zmq.ZMQError as exc:
+            if exc.errno == zmq.EHOSTUNREACH:  # its connection is gone (results stay stored)
+                self._client_gone(identity)
+            elif exc.errno == zmq.EAGAIN and final:  # a client busy for long: its pipe is full
+                self._undelivered.append((identity, frames))
+            else:  # a PROGRESS to a client that is not reading: the next one will do
+                log.debug("could not send to a client: %s", exc)
+
+    def _flush(self) -> None:
+        later, self._later = self._later, []
+        for identity, header in later:
+            self._send(identity, header)
 
     # -- client messages ---------------------------------------------------------------------
 
     def _on_message(self, frames: list[zmq.Frame]) -> None:
         identity = frames[0].bytes
-        self.last_seen[identity] = time.monotonic()
+        if len(frames) > 1:
+            closed = self.peers.seen(identity, _source_fd(frames[1]))
+            if closed is not None:
+                self._client_gone(closed)
         rid = None
         try:
             if len(frames) < 2:
                 raise P.ProtocolError(P.E_BAD_MESSAGE, "a message needs a header frame")
+            rid = P.read_rid(frames[1].buffer)
             header = P.unpack(frames[1].bytes)
-            rid = header.get("rid")
-            if rid is not None and (not isinstance(rid, int | str) or isinstance(rid, bool)):
-                rid = None
-                raise P.ProtocolError(P.E_BAD_MESSAGE, "'rid' must be a number or a string")
             handler = self._handlers.get(header["type"])
             if handler is None:
                 raise P.ProtocolError(P.E_UNKNOWN_TYPE, f"unknown message type "
@@ -304,6 +292,7 @@ class Daemon:
             if rid is not None:
                 reply["rid"] = rid
             self._send(identity, reply, reply_frames)
+        self._flush()
 
     def _hello(self, identity: bytes, header: dict, frames: list) -> tuple[dict, list]:
         version = header.get("protocol")
@@ -313,16 +302,19 @@ class Daemon:
                                   "the plug-in or the daemon so that both are the same version")
         return {"type": P.WELCOME, "protocol": P.PROTOCOL_VERSION, "version": __version__,
                 "devices": [str(d) for d, _, _ in self.models],
-                "model": {"weights": self.info.weights, "arch": self.info.arch,
-                          "label": self.info.label, "pretrained": self.info.pretrained,
-                          "classes": self.info.classes},
+                "model": self._model(),
                 "limits": {"max_pixels": self.config.max_pixels, "max_memory": self.memory,
                            "max_output_pixels": self.config.max_output_pixels,
                            "max_size": MAX_SIZE,
                            "max_queue": self.config.max_queue,
                            "max_header_bytes": P.MAX_HEADER_BYTES},
-                "heartbeat": HEARTBEAT_INTERVAL, "client_timeout": self.config.client_timeout,
-                "params": RenderParams().to_dict()}, []
+                "heartbeat": HEARTBEAT_INTERVAL, "params": RenderParams().to_dict(),
+                "schema": schema()}, []
+
+    def _model(self) -> dict[str, Any]:
+        info = self.info
+        return {"weights": info.weights, "arch": info.arch, "label": info.label,
+                "pretrained": info.pretrained, "classes": info.classes}
 
     def _submit(self, identity: bytes, header: dict, frames: list) -> tuple[dict, list]:
         if self.stopping:
@@ -378,9 +370,10 @@ class Daemon:
                   mask_frame=frames[3] if has_mask else None,
                   mask_meta=mask if has_mask else None, detached=detach,
                   preview_every=preview_every, preview_size=preview_size,
-                  number=next(self._numbers))
+                  number=next(self._numbers), key=_client_key(frames[1]))
+        position = len(self.jobs)  # queued or running, accepted before it
         try:
-            position = self.queue.put(job)
+            self.queue.put(job)
         except QueueFull:
             raise P.ProtocolError(P.E_BUSY, f"the queue is full ({self.config.max_queue} jobs); "
                                   "try again when some have finished") from None
@@ -438,57 +431,84 @@ class Daemon:
         job_id = self._job_id(header)
         job = self.jobs.get(job_id)
         if job is None:
-            state = self.finished.get(job_id)
-            if state is None:
+            finished = self.finished.get(job_id)
+            if finished is None:
                 raise P.ProtocolError(P.E_UNKNOWN_JOB, f"no job {job_id[:40]!r} is queued or "
                                       "running")
-            return {"type": P.CANCELLED, "job": job_id, "state": state}, []
-        self._cancel_job(job, "cancelled by a client")
+            self._check_owner(finished[1], frames, job_id)
+            return {"type": P.CANCELLED, "job": job_id, "state": finished[0]}, []
+        self._check_owner(job.key, frames, job_id)
+        self._cancel_job(job, REQUEST)
         state = CANCELLED if job.state == CANCELLED else "cancelling"
         return {"type": P.CANCELLED, "job": job_id, "state": state}, []
 
-    def _cancel_job(self, job: Job, why: str) -> None:
+    def _cancel_job(self, job: Job, reason: str) -> None:
+        """Stop a job. Its owner gets CANCELLED with ``reason`` once it has stopped: at once
+        for a queued job (after the reply to the request being handled), from the worker for a
+        running one."""
+        if job.cancel.is_set():
+            return
+        job.cancel_reason = reason
         job.cancel.set()
         if job.state == QUEUED and self.queue.remove(job):
             job.state = CANCELLED
-            log.info("job %s: %s while queued", job.id, why)
-            self._finish(job.id, CANCELLED)
-            self._send(job.owner, {"type": P.CANCELLED, "job": job.id})
+            log.info("job %s cancelled while queued (%s)", job.id, reason)
+            self._finish(job)
+            self._later.append((job.owner, {"type": P.CANCELLED, "job": job.id,
+                                            "reason": reason}))
         else:
-            log.info("job %s: %s", job.id, why)
+            log.info("job %s: cancelling (%s)", job.id, reason)
+
+    def _check_owner(self, owner_key: str | None, frames: list, job_id: str) -> None:
+        """Over CURVE a client may touch only the jobs it submitted with its own key."""
+        key = _client_key(frames[1])
+        if key is not None and owner_key != key:
+            raise P.ProtocolError(P.E_FORBIDDEN, f"job {job_id} was submitted with another "
+                                  "client key")
 
     def _status(self, identity: bytes, header: dict, frames: list) -> tuple[dict, list]:
+        key = _client_key(frames[1])
+
+        def mine(job: Job) -> bool:
+            return key is None or job.key == key
+
         memory: dict[str, Any] = {"rss": _rss_bytes()}
         for device, _, _ in self.models:
             if device.type == "cuda":
                 memory[str(device)] = torch.cuda.memory_allocated(device)
         return {"type": P.STATUS_REPLY, "version": __version__,
                 "uptime": round(time.monotonic() - self.started, 3),
-                "devices": [str(d) for d, _, _ in self.models],
-                "model": self.info.label, "pretrained": self.info.pretrained,
-                "running": [j.summary() for j in self.jobs.values() if j.state == RUNNING],
-                "queue": [j.summary() for j in self.queue.snapshot()],
+                "devices": [str(d) for d, _, _ in self.models], "model": self._model(),
+                "running": [j.summary() for j in self.jobs.values()
+                            if j.state == RUNNING and mine(j)],
+                "queue": [j.summary() for j in self.queue.snapshot() if mine(j)],
                 "memory": memory, "stored": self.store.stats()}, []
 
     def _fetch(self, identity: bytes, header: dict, frames: list) -> tuple[dict, list]:
         job_id = self._job_id(header)
         stored = self.store.get(job_id)
         if stored is not None:
-            result, raw = stored
+            result, raw, owner_key = stored
+            self._check_owner(owner_key, frames, job_id)
             return result, [raw]
         job = self.jobs.get(job_id)
-        if job is not None and job.state in (QUEUED, RUNNING):
-            raise P.ProtocolError(P.E_NOT_FINISHED, f"job {job_id} is {job.state} "
+        state, owner_key = ((job.state, job.key) if job is not None
+                            else self.finished.get(job_id, (None, None)))
+        if state is None:
+            raise P.ProtocolError(P.E_UNKNOWN_JOB, f"no result for job {job_id[:40]!r}: "
+                                  "unknown id, or acknowledged, or expired")
+        self._check_owner(owner_key, frames, job_id)
+        if state in (QUEUED, RUNNING):
+            raise P.ProtocolError(P.E_NOT_FINISHED, f"job {job_id} is {state} "
                                   f"({job.iteration}/{job.total} iterations)")
-        state = job.state if job is not None else self.finished.get(job_id)
-        if state is not None:
-            raise P.ProtocolError(P.E_UNKNOWN_JOB, f"job {job_id} has no stored result: it "
-                                  f"was {state}, or its result was already acknowledged")
-        raise P.ProtocolError(P.E_UNKNOWN_JOB, f"no result for job {job_id[:40]!r}: unknown "
-                              "id, or acknowledged, or expired")
+        raise P.ProtocolError(P.E_UNKNOWN_JOB, f"job {job_id} has no stored result: it was "
+                              f"{state}, or its result was already acknowledged")
 
     def _ack(self, identity: bytes, header: dict, frames: list) -> tuple[dict, list]:
         job_id = self._job_id(header)
+        stored = self.store.get(job_id)
+        if stored is not None:
+            self._check_owner(stored[2], frames, job_id)
         if not self.store.delete(job_id):
             raise P.ProtocolError(P.E_UNKNOWN_JOB, f"no stored result for job {job_id[:40]!r}")
         return {"type": P.ACKED, "job": job_id}, []
@@ -496,8 +516,9 @@ class Daemon:
     def _classes(self, identity: bytes, header: dict, frames: list) -> tuple[dict, list]:
         """The model's class names and the steering groups it can use (for class pickers)."""
         labels = self.models[0][1].labels
-        return {"type": P.CLASSES_REPLY, "classes": list(labels),
-                "groups": available_groups(labels), "model": self.info.label}, []
+        groups = {f"@{name}": members for name, members in available_groups(labels).items()}
+        return {"type": P.CLASSES_REPLY, "classes": list(labels), "groups": groups,
+                "model": self._model()}, []
 
     def _ping(self, identity: bytes, header: dict, frames: list) -> tuple[dict, list]:
         return {"type": P.PONG}, []
@@ -523,29 +544,50 @@ class Daemon:
         if job is None:
             return
         header = P.unpack(frames[1].bytes)
+        if header["type"] == P.CANCELLED:
+            header["reason"] = job.cancel_reason
         if header["type"] != P.PROGRESS:
-            self._finish(job.id, job.state)
+            self._finish(job)
         if header["type"] != P.PROGRESS or not job.cancel.is_set():
             self._send(job.owner, header, frames[2:])
 
-    def _finish(self, job_id: str, state: str) -> None:
-        self.jobs.pop(job_id, None)
-        self.finished[job_id] = state
+    def _finish(self, job: Job) -> None:
+        self.jobs.pop(job.id, None)
+        self.finished[job.id] = (job.state, job.key)
         while len(self.finished) > _FINISHED_MEMORY:
             self.finished.popitem(last=False)
 
-    def _reap_silent_clients(self) -> None:
-        now = time.monotonic()
-        timeout = self.config.client_timeout
+    def _on_disconnect(self, frames: list[zmq.Frame]) -> None:
+        event = zmq.utils.monitor.parse_monitor_message([f.bytes for f in frames])
+        identity = self.peers.disconnected(int(event["value"]))
+        if identity is not None:
+            self._client_gone(identity)
+
+    def _client_gone(self, identity: bytes) -> None:
+        """The client's connection closed: cancel its jobs, except detached ones."""
         for job in list(self.jobs.values()):
-            if job.detached or job.cancel.is_set():
-                continue
-            if now - self.last_seen.get(job.owner, job.submitted) > timeout:
-                self._cancel_job(job, f"its client sent nothing for {timeout:g} s (gone?)")
-        owners = {job.owner for job in self.jobs.values()}
-        for identity, seen in list(self.last_seen.items()):
-            if now - seen > 60 and identity not in owners:
-                del self.last_seen[identity]
+            if job.owner == identity and not job.detached:
+                self._cancel_job(job, CLIENT_GONE)
+        self._later = [(who, header) for who, header in self._later if who != identity]
+
+
+def _source_fd(frame: zmq.Frame) -> int | None:
+    """The descriptor of the connection a message came in on (None on inproc)."""
+    try:
+        fd = frame.get(zmq.SRCFD)
+    except zmq.ZMQError:
+        return None
+    return fd if fd >= 0 else None
+
+
+def _client_key(frame: zmq.Frame) -> str | None:
+    """The CURVE public key (Z85) the message was sent with; None on unencrypted endpoints,
+    where the user who owns the socket owns every job."""
+    try:
+        key = frame.get("User-Id")
+    except zmq.ZMQError:
+        return None
+    return key if key and key != "anonymous" else None
 
 
 def _is_loopback_address(address: str) -> bool:
@@ -563,34 +605,30 @@ def _rss_bytes() -> int:
         return 0
 
 
-def configure_logging(log_file: Path | None, verbose: bool = False) -> None:
-    from logging.handlers import RotatingFileHandler
-
-    handlers: list[logging.Handler] = [logging.StreamHandler()]
-    if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(RotatingFileHandler(log_file, maxBytes=1 << 20, backupCount=3))
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=handlers,
-                        format="%(asctime)s %(levelname)s %(message)s", force=True)
-
-
-def run_daemon(config: DaemonConfig, spec: ModelSpec, devices: list[str]) -> None:
-    """Load one model per device, then serve until stopped."""
+def run_daemon(config: DaemonConfig, spec: ModelSpec, devices: list[str], lock_fd: int) -> None:
+    """Load one model per device, then serve until stopped. The caller has taken the
+    endpoint's lock (``lock_fd``) and written the connection file as ``starting``."""
     from neural_mirage.engine import keep_freed_memory, pick_device
     from neural_mirage.install.weights import load_model
 
     keep_freed_memory()
-    models = []
-    for name in devices:
-        device = pick_device(name)
-        model, info = load_model(spec, device)
-        models.append((device, model, info))
-    if not models[0][2].pretrained:
-        log.warning("serving %s: results show the method, not a real mirage", models[0][2].label)
-    speed = measure_speed(models[0][1])
-    log.info("%s: %.2f s per iteration at 512x512", models[0][0],
-             speed.iteration_seconds(512 * 512))
-    daemon = Daemon(config, models, speed)
+    try:
+        models = []
+        for name in devices:
+            device = pick_device(name)
+            model, info = load_model(spec, device)
+            models.append((device, model, info))
+        if not models[0][2].pretrained:
+            log.warning("serving %s: results show the method, not a real mirage",
+                        models[0][2].label)
+        speed = measure_speed(models[0][1])
+        log.info("%s: %.2f s per iteration at 512x512", models[0][0],
+                 speed.iteration_seconds(512 * 512))
+    except BaseException:
+        remove_connection_file(config)
+        os.close(lock_fd)
+        raise
+    daemon = Daemon(config, models, speed, lock_fd)
     try:
         daemon.start()
         daemon.serve()

@@ -106,14 +106,14 @@ class Worker(threading.Thread):
                 mask, _ = pixels.decode(job.mask_meta, job.mask_frame.buffer, "mask")
             job.frame = job.mask_frame = None  # the converted copies are all we need now
             params = job.params
-            params.preview_every = job.preview_every
             # (H, W, 3) memory is NCHW's channels_last: the network reads it without a copy.
             content = torch.from_numpy(rgb).permute(2, 0, 1)
             result = render(self.model, content, params, on_progress=on_progress,
-                            should_cancel=job.cancel.is_set, memory_budget=self.memory_budget)
+                            should_cancel=job.cancel.is_set, memory_budget=self.memory_budget,
+                            preview_every=job.preview_every)
             header, raw = self._result(job, result, alpha, mask)
             header["started"] = started
-            self.store.put(job.id, header, raw)
+            self.store.put(job.id, header, raw, job.key)
             job.state = DONE
             log.info("job %s: done in %.1f s, %d iterations", job.id, result.elapsed,
                      result.iterations)

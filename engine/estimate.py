@@ -61,7 +61,7 @@ def measure_speed(model: MirageVGG, params: RenderParams | None = None) -> Speed
             stamps.append(time.perf_counter())
 
         probe = replace(params, size=side, scales=1, see={}, iterations=_PROBE_ITERATIONS,
-                        early_stop=0.0, preview_every=0)
+                        early_stop=0.0)
         render(model, image, probe, on_progress=record, see_top=0)
         # stamps[0] is iteration 0 (before the first step); the first step warms caches up.
         # The fastest step is the device's speed: other programs only ever slow one down.

@@ -400,6 +400,7 @@ def render(
     should_cancel: Callable[[], bool] | None = None,
     see_top: int = 5,
     memory_budget: int | None = None,
+    preview_every: int = 0,
 ) -> RenderResult:
     """Render a neural mirage of ``content`` (a (3, H, W) RGB tensor in [0, 1]).
 
@@ -415,19 +416,20 @@ def render(
         see_top: how many classes to report for the input and the result (0: none).
         memory_budget: bytes the render may use; a scale whose estimate exceeds it runs with
             the conv blocks checkpointed (see :func:`scale_memory`). None: never.
+        preview_every: hand the current image to ``on_progress`` every N iterations (0: never).
     """
     params.validate().check_model(model.layer_names, model.labels)
     device = next(model.parameters()).device
     with compute_settings(device, params.precision):
         return _render(model, device, content, params, styles, init_image, on_progress,
-                       should_cancel, see_top, memory_budget)
+                       should_cancel, see_top, memory_budget, preview_every)
 
 
 def _render(model: MirageVGG, device: torch.device, content: Tensor, params: RenderParams,
             styles: Sequence[Tensor] | None, init_image: Tensor | None,
             on_progress: Callable[[Progress], None] | None,
             should_cancel: Callable[[], bool] | None, see_top: int,
-            memory_budget: int | None) -> RenderResult:
+            memory_budget: int | None, preview_every: int) -> RenderResult:
     started = time.perf_counter()
     batch = read_every(device)
     styles = list(styles) if styles else [content]
@@ -479,8 +481,7 @@ def _render(model: MirageVGG, device: torch.device, content: Tensor, params: Ren
             if should_cancel is not None and should_cancel():
                 raise RenderCancelled()
             pending.append(stepper.step())
-            preview_due = bool(params.preview_every
-                               and (done + len(pending)) % params.preview_every == 0)
+            preview_due = bool(preview_every and (done + len(pending)) % preview_every == 0)
             if len(pending) < batch and planned < scale.iterations and not preview_due:
                 continue
             rows = torch.stack(pending).tolist()  # the one device-to-host read for the batch

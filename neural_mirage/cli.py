@@ -67,63 +67,39 @@ def parse_floats(text: str) -> list[float]:
 
 
 def add_render_options(parser: argparse.ArgumentParser) -> None:
-    """The options that make :class:`RenderParams`; shared by ``render`` and ``submit``."""
-    from .engine.device import PRECISIONS
-    from .engine.params import RenderParams
+    """The options that make :class:`RenderParams`, one per schema entry (``--see-weight`` for
+    ``see_weight``); shared by ``render`` and ``submit``."""
+    from .engine.params import schema
 
-    d = RenderParams()
     g = parser.add_argument_group("render options")
-    g.add_argument("--size", type=int, default=d.size, help="longest side of the result (px)")
-    g.add_argument("--content-layers", type=weighted_list("layer"), default=d.content_layers,
-                   metavar="LAYER[:W],...", help="content layers, e.g. fc7 or fc7,relu4_2:0.2")
-    g.add_argument("--style-layers", type=weighted_list("layer"), default=d.style_layers,
-                   metavar="LAYER[:W],...", help="style (Gram) layers")
-    g.add_argument("--content-weight", type=float, default=d.content_weight)
-    g.add_argument("--style-weight", type=float, default=d.style_weight)
-    g.add_argument("--tv-weight", type=float, default=d.tv_weight)
-    g.add_argument("--normalization", choices=("relative", "neural-style"),
-                   default=d.normalization, help="loss normalisation (see README)")
+    for name, entry in schema(wire=False).items():
+        flag = "--" + name.replace("_", "-")
+        unit = f" ({entry['unit']})" if "unit" in entry else ""
+        kind, default, text = entry["kind"], entry["default"], entry["help"] + unit
+        if kind == "bool":
+            g.add_argument(flag, action="store_true", help=text)
+        elif kind == "choice":
+            g.add_argument(flag, choices=entry["choices"], default=default, help=text)
+        else:
+            parse, metavar = _OPTION_TYPES[kind]
+            g.add_argument(flag, type=parse, default=default, metavar=metavar, help=text)
     g.add_argument("--style", action="append", default=[], metavar="IMAGE",
                    help="a style image (repeat for several); default: the input itself")
-    g.add_argument("--style-blend", type=parse_floats, default=None, metavar="W,...")
-    g.add_argument("--style-scale", type=float, default=d.style_scale)
-    g.add_argument("--init", choices=("random", "content", "image"), default=d.init)
-    g.add_argument("--init-image", metavar="IMAGE")
-    g.add_argument("--seed", type=int, default=d.seed)
-    g.add_argument("--optimizer", choices=("lbfgs", "adam"), default=d.optimizer)
-    g.add_argument("--lbfgs-history", type=int, default=d.lbfgs_history,
-                   help="0: as large as fits in 256 MB")
-    g.add_argument("--learning-rate", type=float, default=d.learning_rate, help="Adam only")
-    g.add_argument("--iterations", type=int, default=d.iterations,
-                   help="iterations at the final size")
-    g.add_argument("--scales", type=int, default=d.scales, help="coarse-to-fine scales (0: auto)")
-    g.add_argument("--pooling", choices=("max", "avg"), default=d.pooling)
-    g.add_argument("--normalize-gradients", action="store_true")
-    g.add_argument("--original-colors", action="store_true")
-    g.add_argument("--early-stop", type=float, default=d.early_stop,
-                   help="stop a scale when the loss improves less than this fraction (0: never)")
-    g.add_argument("--see", type=weighted_list("class"), default=d.see, metavar="CLASS[:W],...",
-                   help="steer towards classes or @groups, e.g. 'church, lakeside:0.5' "
-                        "(list them with 'neural-mirage classes')")
-    g.add_argument("--see-weight", type=float, default=d.see_weight)
-    g.add_argument("--precision", choices=PRECISIONS, default=d.precision,
-                   help="tf32: CUDA only, about 3.5x as fast, less exact (see README)")
+    g.add_argument("--init-image", metavar="IMAGE", help="the start image for --init image")
+
+
+_OPTION_TYPES: dict[str, tuple[Callable[[str], Any], str | None]] = {
+    "int": (int, None), "float": (float, None),
+    "layers": (weighted_list("layer"), "LAYER[:W],..."),
+    "classes": (weighted_list("class"), "CLASS[:W],..."),
+    "weights": (parse_floats, "W,..."),
+}
 
 
 def params_from_args(args: argparse.Namespace) -> Any:
-    from .engine.params import RenderParams
+    from .engine.params import RenderParams, schema
 
-    return RenderParams(
-        size=args.size, content_layers=args.content_layers, style_layers=args.style_layers,
-        content_weight=args.content_weight, style_weight=args.style_weight,
-        tv_weight=args.tv_weight, normalization=args.normalization,
-        style_blend=args.style_blend, style_scale=args.style_scale, init=args.init,
-        seed=args.seed, optimizer=args.optimizer, lbfgs_history=args.lbfgs_history,
-        learning_rate=args.learning_rate, iterations=args.iterations, scales=args.scales,
-        pooling=args.pooling, normalize_gradients=args.normalize_gradients,
-        original_colors=args.original_colors, early_stop=args.early_stop, see=args.see,
-        see_weight=args.see_weight, precision=args.precision,
-    ).validate()
+    return RenderParams(**{name: getattr(args, name) for name in schema(wire=False)}).validate()
 
 
 def add_weights_options(parser: argparse.ArgumentParser, device: bool = True) -> None:
@@ -156,6 +132,22 @@ def model_spec(args: argparse.Namespace) -> Any:
                      verify=not args.no_verify_weights)
 
 
+def writable_output(name: str) -> Path:
+    """The output path, checked before any work: a PNG or JPEG name in a folder that exists and
+    can be written, so a typo does not cost a whole render."""
+    import os
+
+    output = Path(name)
+    if output.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        raise UsageError(f"{output}: the output must end in .png, .jpg or .jpeg")
+    folder = output.parent
+    if not folder.is_dir():
+        raise UsageError(f"{output}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"{output}: the folder {folder} cannot be written to")
+    return output
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     """Render in this process, with no daemon."""
     from .console import ProgressLine, print_seen
@@ -169,10 +161,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     params = params_from_args(args)
     if args.save_every < 0:
         raise UsageError("--save-every must not be negative")
-    params.preview_every = args.save_every
-    output = Path(args.output)
-    if output.suffix.lower() not in (".png", ".jpg", ".jpeg"):
-        raise UsageError(f"{output}: the output must end in .png, .jpg or .jpeg")
+    output = writable_output(args.output)
     if args.init == "image" and not args.init_image:
         raise UsageError("--init image needs --init-image")
     source = read_image(args.input)
@@ -199,7 +188,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     try:
         result = render(model, to_tensor(source), params, styles=styles or None,
                         init_image=init_image, on_progress=on_progress, see_top=args.top,
-                        memory_budget=budget)
+                        memory_budget=budget, preview_every=args.save_every)
     finally:
         progress.close()
     write_image(output, from_tensor(result.image, source), args.bits)
@@ -241,24 +230,45 @@ def cmd_fetch_weights(args: argparse.Namespace) -> int:
 
 def cmd_daemon(args: argparse.Namespace) -> int:
     """Run the render daemon in the foreground."""
-    from .daemon.server import DaemonConfig, configure_logging, default_cache_dir, run_daemon
+    from .daemon.config import (
+        DaemonConfig,
+        configure_logging,
+        default_cache_dir,
+        take_lock,
+        write_connection_file,
+    )
 
     config = DaemonConfig(max_queue=args.max_queue, max_pixels=args.max_pixels,
                           max_memory=args.max_memory,
-                          client_timeout=args.client_timeout,
                           curve_dir=Path(args.curve_dir) if args.curve_dir else None)
     if args.bind:
         config.endpoint = args.bind
+    # Before torch is imported (seconds): a client started now waits for this daemon.
+    lock_fd = take_lock(config)
+    write_connection_file(config, starting=True)
     log_file = Path(args.log_file) if args.log_file else default_cache_dir() / "daemon.log"
     configure_logging(log_file, args.verbose)
-    run_daemon(config, model_spec(args), args.devices.split(","))
+    from .daemon.server import run_daemon
+
+    run_daemon(config, model_spec(args), args.devices.split(","), lock_fd)
     return 0
 
 
 def _client(args: argparse.Namespace, spawn: bool = False) -> Any:
     from .daemon.client import Client
 
+    command = None
+    if spawn:  # the daemon it starts serves the model the options name
+        command = [sys.executable, "-m", "neural_mirage.cli", "daemon", "--weights",
+                   args.weights, "--arch", args.arch]
+        for flag, value in (("--weights-path", args.weights_path), ("--labels", args.labels),
+                            ("--preprocessing", args.preprocessing), ("--bind", args.endpoint)):
+            if value:
+                command += [flag, value]
+        if args.no_verify_weights:
+            command.append("--no-verify-weights")
     return Client.connect(args.endpoint, timeout=args.timeout, spawn=spawn,
+                          spawn_command=command,
                           on_spawn=lambda: print("Starting the daemon...", file=sys.stderr))
 
 
@@ -269,9 +279,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from .images import read_image
 
     params = params_from_args(args)
-    output = Path(args.output)
-    if output.suffix.lower() not in (".png", ".jpg", ".jpeg"):
-        raise UsageError(f"{output}: the output must end in .png, .jpg or .jpeg")
+    output = writable_output(args.output)
     if args.style or args.init_image:
         raise UsageError("--style and --init-image work with 'render' only (the daemon takes one "
                          "image per job)")
@@ -327,7 +335,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(status, indent=2))
         return 0
     print(f"neural-mirage daemon {status['version']} on {', '.join(status['devices'])}, "
-          f"{status['model']}, up {status['uptime']:.0f} s, "
+          f"{status['model']['label']}, up {status['uptime']:.0f} s, "
           f"{status['memory']['rss'] / 2**20:.0f} MB resident")
     for job in status["running"]:
         print(f"  running {job['job']} {job['width']}x{job['height']} "
@@ -430,10 +438,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-memory", type=byte_size, metavar="SIZE",
                    help="refuse renders estimated to need more, e.g. 6G (default: the "
                         "device's free memory when the daemon starts)")
-    p.add_argument("--client-timeout", type=float, default=1.0,
-                   help="cancel a job when its client is silent this long (not detached jobs)")
     p.add_argument("--curve-dir", metavar="DIR",
-                   help="CURVE keys (server.key_secret, clients/): needed for non-loopback binds")
+                   help="CURVE keys (server.key_secret, clients/): needed for non-loopback "
+                        "binds; each client then sees only its own jobs")
     p.add_argument("--log-file", metavar="FILE",
                    help="default: ~/.cache/neural-mirage/daemon.log")
     p.add_argument("--verbose", action="store_true")
@@ -453,7 +460,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_client_options(p)
     p.add_argument("--detach", action="store_true",
                    help="print the job id and return; fetch the result later")
-    p.add_argument("--spawn", action="store_true", help="start a daemon if none is running")
+    p.add_argument("--spawn", action="store_true",
+                   help="start a daemon if none is running, serving the model options below")
+    add_weights_options(p, device=False)
     p.add_argument("--bits", type=int, choices=(8, 16), help="PNG bit depth (default: as input)")
     p.set_defaults(func=cmd_submit)
 
@@ -495,8 +504,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from .daemon.client import DaemonError, JobCancelled
+    from .daemon.config import DaemonStartError
     from .daemon.protocol import ProtocolError
-    from .daemon.server import DaemonStartError
     from .engine import ParamError, RenderCancelled, RenderDiverged
     from .images import ImageError
     from .install.service import ServiceError

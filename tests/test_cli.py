@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -131,3 +133,46 @@ def test_render_with_steering_and_an_unknown_class(tmp_path, photo):
     r = run("render", photo, tmp_path / "s.png", *FAST, "--see", "churh")
     assert r.returncode == 2
     assert "unknown class 'churh'; closest: church" in r.stderr
+
+
+def test_an_output_in_a_missing_folder_is_refused_before_rendering(tmp_path, photo):
+    for command in ("render", "submit"):
+        r = run(command, photo, tmp_path / "no" / "such" / "out.png", *FAST)
+        assert r.returncode == 2, r.stderr
+        assert "does not exist" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_submit_waits_for_a_starting_daemon_and_spawn_takes_the_model_options(tmp_path, photo):
+    """A newcomer's first steps: 'daemon &' then 'submit' at once; or 'submit --spawn' with
+    random weights (no pretrained weights on this machine)."""
+    from .daemon_process import daemon_env, short_dir
+
+    env = daemon_env(short_dir("nm-run-"), short_dir("nm-cache-"))
+    small = ["--size", "48", "--iterations", "2", "--scales", "1"]
+    daemon = subprocess.Popen([*CLI, "daemon", "--weights", "random"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        connection = Path(env["NEURAL_MIRAGE_RUNTIME_DIR"]) / "daemon.json"
+        deadline = time.monotonic() + 30
+        while not connection.exists():  # the daemon has only just been started
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert json.loads(connection.read_text())["starting"]  # still loading its model
+        r = subprocess.run([*CLI, "submit", photo, tmp_path / "a.png", *small], env=env,
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        assert subprocess.run([*CLI, "status"], env=env, timeout=60).returncode == 0
+    finally:
+        daemon.terminate()
+        daemon.wait(60)
+    r = subprocess.run([*CLI, "submit", photo, tmp_path / "b.png", *small, "--spawn",
+                        "--weights", "random"], env=env, capture_output=True, text=True,
+                       timeout=300)
+    try:
+        assert r.returncode == 0, r.stderr
+        assert "Starting the daemon" in r.stderr and "RANDOM weights" in r.stdout
+    finally:  # stop the daemon that --spawn started
+        from neural_mirage.daemon.client import Client
+
+        with Client(json.loads(connection.read_text())["endpoint"]) as client:
+            client.shutdown()

@@ -68,7 +68,7 @@ def test_see_goes_into_the_parameters_and_the_layer_name():
 
 def test_class_picker_offers_prefix_matches_first_and_completes_the_last_item():
     classes = ["Lakeland terrier", "lakeside", "church", "flakes"]
-    groups = {"water": ["lakeside"], "buildings": ["church"]}
+    groups = {"@water": ["lakeside"], "@buildings": ["church"]}
     assert class_matches(" lake", classes, groups) == ["Lakeland terrier", "lakeside", "flakes"]
     assert class_matches("@wat", classes, groups) == ["@water"]
     assert class_matches("", classes, groups) == []

@@ -106,12 +106,12 @@ def parse_weighted(text: str, what: str) -> dict[str, float]:
 
 def class_matches(query: str, classes: list[str], groups: dict[str, list[str]],
                   limit: int = 40) -> list[str]:
-    """What a class picker offers for ``query``: groups (``@name``) and class names that contain
-    it, those that start with it first."""
+    """What a class picker offers for ``query``: groups (CLASSES_REPLY names them ``@name``, as
+    ``see`` takes them) and class names that contain it, those that start with it first."""
     query = query.strip().lower()
     if not query:
         return []
-    names = [f"@{g}" for g in groups] + list(classes)
+    names = [*groups, *classes]
     found = [n for n in names if query in n.lower()]
     found.sort(key=lambda n: not n.lower().lstrip("@").startswith(query.lstrip("@")))
     return found[:limit]

@@ -228,7 +228,7 @@ class Progress:
 
 class DialogProgress(Progress):
     """A small window with a progress bar and our own Cancel button: GIMP's status-bar cancel
-    kills the plug-in process (the daemon then cancels the job when its heartbeats stop)."""
+    kills the plug-in process (the daemon then cancels the job: its connection closed)."""
 
     def __init__(self) -> None:
         gi.require_version("Gtk", "3.0")
