@@ -24,7 +24,7 @@ from neural_mirage.cli import byte_size
 from neural_mirage.engine import RenderParams, keep_freed_memory, render
 from neural_mirage.engine.render import Scale, _Objective, fit_size, scale_mode
 from neural_mirage.images import Picture, read_image, write_image
-from neural_mirage.install.weights import ModelSpec, load_model
+from neural_mirage.weights import ModelSpec, load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 

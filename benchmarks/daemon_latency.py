@@ -28,13 +28,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from neural_mirage.daemon.client import Client, DaemonError
-from neural_mirage.daemon.protocol import image_meta
+from neural_mirage.client.locate import daemon_command
+from neural_mirage.client.protocol import image_meta
+from neural_mirage.client.zmq_client import Client, DaemonError
 
 
 def start_daemon(env: dict[str, str]) -> subprocess.Popen:
-    process = subprocess.Popen([sys.executable, "-m", "neural_mirage.cli", "daemon", "--weights",
-                                "random", "--log-file", os.devnull], env=env,
+    process = subprocess.Popen(daemon_command("--weights", "random", "--log-file", os.devnull),
+                               env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     runtime = Path(env["NEURAL_MIRAGE_RUNTIME_DIR"])
     for _ in range(600):

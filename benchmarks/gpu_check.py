@@ -48,12 +48,13 @@ from device_reads import DeviceReads  # noqa: E402
 from iteration_speed import time_baseline  # noqa: E402
 
 from neural_mirage.cli import byte_size  # noqa: E402
+from neural_mirage.client.locate import daemon_command  # noqa: E402
 from neural_mirage.engine import RenderParams, keep_freed_memory, pick_device, render  # noqa: E402
 from neural_mirage.engine.device import available_memory, compute_settings  # noqa: E402
 from neural_mirage.engine.estimate import RenderTooLarge, check_memory, peak_bytes  # noqa: E402
 from neural_mirage.engine.losses import feature_loss, gram  # noqa: E402
 from neural_mirage.engine.render import Scale, _Objective, _Stepper  # noqa: E402
-from neural_mirage.install.weights import ModelSpec, load_model  # noqa: E402
+from neural_mirage.weights import ModelSpec, load_model  # noqa: E402
 
 RENDER = sys.modules["neural_mirage.engine.render"]
 STYLE = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -259,14 +260,14 @@ def check_speed(model: torch.nn.Module, device: torch.device, width: int, height
 
 
 def start_daemon(device: torch.device, home: Path, *extra: str) -> subprocess.Popen:
-    from neural_mirage.daemon.client import Client, DaemonError
+    from neural_mirage.client.zmq_client import Client, DaemonError
 
     env = {**os.environ, "NEURAL_MIRAGE_RUNTIME_DIR": str(home),
            "NEURAL_MIRAGE_CACHE_DIR": str(home)}
     os.environ.update(env)
     process = subprocess.Popen(
-        [sys.executable, "-m", "neural_mirage.cli", "daemon", "--weights", "random", "--device",
-         device.type, "--log-file", str(home / "daemon.log"), *extra], env=env, cwd=home,
+        daemon_command("--weights", "random", "--device", device.type, "--log-file",
+                       str(home / "daemon.log"), *extra), env=env, cwd=home,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(1200):
         if process.poll() is not None:
@@ -281,8 +282,8 @@ def start_daemon(device: torch.device, home: Path, *extra: str) -> subprocess.Po
 
 
 def check_daemon(device: torch.device, size: int, smoke: bool) -> None:
-    from neural_mirage.daemon.client import Client, DaemonError
-    from neural_mirage.daemon.protocol import image_meta
+    from neural_mirage.client.protocol import image_meta
+    from neural_mirage.client.zmq_client import Client, DaemonError
 
     home = Path(tempfile.mkdtemp(prefix="nm-gpu-", dir="/tmp"))
     # A budget far above the card: the estimate lets every job start, so that the one below

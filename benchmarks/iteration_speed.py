@@ -28,7 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from torchvision.models import vgg19
 
 from neural_mirage.engine import RenderParams, keep_freed_memory, random_state_dict, render
-from neural_mirage.install.weights import ModelSpec, load_model
+from neural_mirage.weights import ModelSpec, load_model
 
 STYLE = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 

@@ -31,7 +31,7 @@ from neural_mirage.cli import byte_size
 from neural_mirage.engine import RenderParams, keep_freed_memory, render
 from neural_mirage.engine.device import available_memory
 from neural_mirage.engine.render import Scale, mode_memory, scale_memory, scale_mode
-from neural_mirage.install.weights import ModelSpec, load_model
+from neural_mirage.weights import ModelSpec, load_model
 
 
 def memory_status() -> dict[str, int]:

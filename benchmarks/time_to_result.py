@@ -34,7 +34,7 @@ from neural_mirage.engine import (
     render,
 )
 from neural_mirage.engine.render import fit_size
-from neural_mirage.install.weights import ModelSpec, load_model
+from neural_mirage.weights import ModelSpec, load_model
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "village.png"
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from neural_mirage import __version__
-
-from . import protocol as P
+from neural_mirage.client import protocol as P
+from neural_mirage.client.locate import default_endpoint, runtime_dir
 
 
 class DaemonStartError(RuntimeError):
@@ -27,8 +27,8 @@ class DaemonStartError(RuntimeError):
 
 @dataclass
 class DaemonConfig:
-    endpoint: str = field(default_factory=P.default_endpoint)
-    runtime_dir: Path = field(default_factory=P.runtime_dir)
+    endpoint: str = field(default_factory=default_endpoint)
+    runtime_dir: Path = field(default_factory=runtime_dir)
     cache_dir: Path = field(default_factory=lambda: default_cache_dir())
     max_queue: int = 32
     max_pixels: int = 8192 * 8192

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .protocol import E_BAD_IMAGE, ProtocolError, check_image_meta
+from neural_mirage.client.protocol import E_BAD_IMAGE, ProtocolError, check_image_meta
 
 _NUMPY = {"u8": np.uint8, "u16": np.uint16, "f32": np.float32}
 _SCALE = {"u8": 255.0, "u16": 65535.0, "f32": 1.0}

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .protocol import pack, unpack
+from neural_mirage.client.protocol import pack, unpack
 
 _ID = re.compile(r"^[0-9a-f]{32}$")
 _LENGTH = struct.Struct("<I")

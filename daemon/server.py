@@ -25,6 +25,7 @@ import zmq
 import zmq.utils.monitor
 
 from neural_mirage import __version__
+from neural_mirage.client import protocol as P
 from neural_mirage.engine import MAX_SIZE, MirageVGG, ParamError, RenderParams, plan_scales
 from neural_mirage.engine.device import available_memory
 from neural_mirage.engine.estimate import (
@@ -41,10 +42,9 @@ from neural_mirage.engine.estimate import (
 from neural_mirage.engine.params import schema
 from neural_mirage.engine.render import fit_size
 from neural_mirage.engine.steering import available_groups
-from neural_mirage.install.weights import ModelInfo, ModelSpec
+from neural_mirage.weights import ModelInfo, ModelSpec
 
 from . import pixels
-from . import protocol as P
 from .config import DaemonConfig, DaemonStartError, remove_connection_file, write_connection_file
 from .jobs import (
     CANCELLED,
@@ -609,7 +609,7 @@ def run_daemon(config: DaemonConfig, spec: ModelSpec, devices: list[str], lock_f
     """Load one model per device, then serve until stopped. The caller has taken the
     endpoint's lock (``lock_fd``) and written the connection file as ``starting``."""
     from neural_mirage.engine import keep_freed_memory, pick_device
-    from neural_mirage.install.weights import load_model
+    from neural_mirage.weights import load_model
 
     keep_freed_memory()
     try:

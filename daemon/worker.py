@@ -15,21 +15,8 @@ from typing import Any
 import torch
 import zmq
 
-from neural_mirage.engine import (
-    MirageVGG,
-    ParamError,
-    Progress,
-    RenderCancelled,
-    RenderDiverged,
-    render,
-)
-from neural_mirage.engine.render import resize
-from neural_mirage.install.weights import ModelInfo
-
-from . import pixels
-from .jobs import CANCELLED, DONE, FAILED, RUNNING, Job, JobQueue
-from .protocol import CANCELLED as CANCELLED_MSG
-from .protocol import (
+from neural_mirage.client.protocol import CANCELLED as CANCELLED_MSG
+from neural_mirage.client.protocol import (
     E_BAD_PARAMS,
     E_OUT_OF_MEMORY,
     E_RENDER_FAILED,
@@ -39,6 +26,19 @@ from .protocol import (
     error,
     pack,
 )
+from neural_mirage.engine import (
+    MirageVGG,
+    ParamError,
+    Progress,
+    RenderCancelled,
+    RenderDiverged,
+    render,
+)
+from neural_mirage.engine.render import resize
+from neural_mirage.weights import ModelInfo
+
+from . import pixels
+from .jobs import CANCELLED, DONE, FAILED, RUNNING, Job, JobQueue
 from .results import ResultStore
 
 log = logging.getLogger("neural_mirage.daemon")

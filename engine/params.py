@@ -16,7 +16,9 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from .device import PRECISIONS
+from .errors import ParamError
 from .losses import NORMALIZATIONS
+from .steering import resolve
 from .vgg import LAYER_NAMES, SPATIAL_LAYERS
 
 #: Largest output side we accept: a 8192x8192 L-BFGS render needs tens of GB.
@@ -24,10 +26,6 @@ MAX_SIZE = 8192
 DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 #: Kinds of parameter, as the schema names them.
 KINDS = ("int", "float", "bool", "choice", "layers", "classes", "weights")
-
-
-class ParamError(ValueError):
-    """A render parameter is wrong; the message says which and why."""
 
 
 @dataclass(frozen=True)
@@ -189,8 +187,6 @@ class RenderParams:
                 raise ParamError(f"layer {name!r} is not in this model (VGG16 has no conv3_4, "
                                  "conv4_4, conv5_4 and their relu layers)")
         if self.see:
-            from .steering import resolve
-
             resolve(self.see, labels)
 
     def to_dict(self, wire: bool = True) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from .params import ParamError
+from .errors import ParamError
 
 #: Curated groups, by ImageNet class name.
 GROUPS: dict[str, tuple[str, ...]] = {

@@ -20,6 +20,8 @@ import torch
 import torch.utils.checkpoint
 from torch import Tensor, nn
 
+from .seeing import imagenet_classes
+
 #: Five 2x2 poolings: a smaller side would leave pool5 empty.
 MIN_SIDE = 32
 
@@ -97,8 +99,6 @@ class MirageVGG(nn.Module):
         self.layer_names = tuple(name for name, _ in self.plan)
         self._index = {name: i for i, name in enumerate(self.layer_names)}
         if labels is None:
-            from .seeing import imagenet_classes
-
             labels = imagenet_classes()
         self.labels = tuple(labels)
         self.preprocessing = preprocessing

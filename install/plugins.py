@@ -1,9 +1,9 @@
 """``neural-mirage install-plugin krita|gimp``: copy a plug-in where its editor looks for it.
 
-Each installed plug-in gets a private ``_mirage`` package: the shared presets and connection code,
-the daemon client and protocol (so it never imports neural_mirage from the editor's Python), and
+Each installed plug-in gets a private ``_mirage`` package: a copy of the whole client package
+(:mod:`neural_mirage.client`, so it never imports neural_mirage from the editor's Python), and
 ``mirage_config.json``, which records this Python so the plug-in can start the daemon, or the
-bridge when the editor's Python has no pyzmq.
+relay when the editor's Python has no pyzmq.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ def _source() -> Path:
     return Path(str(resources.files("neural_mirage.plugins")))
 
 
-def _daemon_source() -> Path:
-    return Path(str(resources.files("neural_mirage.daemon")))
+def _client_source() -> Path:
+    return Path(str(resources.files("neural_mirage.client")))
 
 
 def _copy_package(source: Path, package: Path) -> Path:
@@ -36,15 +36,7 @@ def _copy_package(source: Path, package: Path) -> Path:
 
 
 def _vendor(package: Path, daemon_args: list[str]) -> None:
-    target = package / "_mirage"
-    if target.exists():
-        shutil.rmtree(target)
-    target.mkdir(parents=True)
-    (target / "__init__.py").write_text('"""Vendored by neural-mirage install-plugin."""\n')
-    for f in (_source() / "shared").glob("*.py"):
-        shutil.copy2(f, target / f.name)
-    for name in ("client.py", "protocol.py"):
-        shutil.copy2(_daemon_source() / name, target / name)
+    target = _copy_package(_client_source(), package / "_mirage")
     (target / "mirage_config.json").write_text(json.dumps(
         {"python": sys.executable, "daemon_args": daemon_args}, indent=1))
 

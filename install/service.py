@@ -6,9 +6,10 @@ import os
 import shlex
 import shutil
 import subprocess
-import sys
 from importlib import resources
 from pathlib import Path
+
+from neural_mirage.client.locate import daemon_command
 
 UNIT = "neural-mirage.service"
 
@@ -25,7 +26,7 @@ def unit_path() -> Path:
 def unit_text(daemon_args: list[str]) -> str:
     """The unit file, starting this Python's daemon with ``daemon_args``."""
     template = resources.files("neural_mirage.install").joinpath(UNIT).read_text()
-    command = [sys.executable, "-m", "neural_mirage.cli", "daemon", *daemon_args]
+    command = daemon_command(*daemon_args)
     return template.replace("@EXEC@", shlex.join(command))
 
 

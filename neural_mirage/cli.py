@@ -32,7 +32,7 @@ class _Parser(argparse.ArgumentParser):
 def weighted_list(what: str) -> Callable[[str], dict[str, float]]:
     """An argparse type for ``name[:weight],...`` (layers or classes), parsed as the plug-ins do:
     ``"fc7,relu4_2:0.2"`` -> ``{"fc7": 1.0, "relu4_2": 0.2}``."""
-    from .plugins.shared.presets import parse_weighted
+    from .client.presets import parse_weighted
 
     def parse(text: str) -> dict[str, float]:
         try:
@@ -125,7 +125,7 @@ def add_weights_options(parser: argparse.ArgumentParser, device: bool = True) ->
 
 
 def model_spec(args: argparse.Namespace) -> Any:
-    from .install.weights import ModelSpec
+    from .weights import ModelSpec
 
     return ModelSpec(weights=args.weights, arch=args.arch, path=args.weights_path,
                      labels=args.labels, preprocessing=args.preprocessing,
@@ -156,7 +156,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     from .engine.device import available_memory
     from .engine.estimate import check_memory
     from .images import read_image, write_image
-    from .install.weights import load_model
+    from .weights import load_model
 
     params = params_from_args(args)
     if args.save_every < 0:
@@ -207,7 +207,7 @@ def cmd_classes(args: argparse.Namespace) -> int:
     """List the classes (optionally those containing SEARCH) and the steering groups."""
     from .engine.seeing import imagenet_classes
     from .engine.steering import available_groups
-    from .install.weights import read_labels
+    from .weights import read_labels
 
     names = read_labels(args.labels) if args.labels else imagenet_classes()
     search = (args.search or "").lower()
@@ -221,7 +221,7 @@ def cmd_classes(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch_weights(args: argparse.Namespace) -> int:
-    from .install.weights import fetch_weights
+    from .weights import fetch_weights
 
     path = fetch_weights(args.which, Path(args.dest) if args.dest else None, args.arch)
     print(f"{args.which} {args.arch} weights verified at {path}")
@@ -255,12 +255,12 @@ def cmd_daemon(args: argparse.Namespace) -> int:
 
 
 def _client(args: argparse.Namespace, spawn: bool = False) -> Any:
-    from .daemon.client import Client
+    from .client.locate import daemon_command
+    from .client.zmq_client import Client
 
     command = None
     if spawn:  # the daemon it starts serves the model the options name
-        command = [sys.executable, "-m", "neural_mirage.cli", "daemon", "--weights",
-                   args.weights, "--arch", args.arch]
+        command = daemon_command("--weights", args.weights, "--arch", args.arch)
         for flag, value in (("--weights-path", args.weights_path), ("--labels", args.labels),
                             ("--preprocessing", args.preprocessing), ("--bind", args.endpoint)):
             if value:
@@ -503,13 +503,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .daemon.client import DaemonError, JobCancelled
+    from .client.protocol import ProtocolError
+    from .client.zmq_client import DaemonError, JobCancelled
     from .daemon.config import DaemonStartError
-    from .daemon.protocol import ProtocolError
     from .engine import ParamError, RenderCancelled, RenderDiverged
     from .images import ImageError
     from .install.service import ServiceError
-    from .install.weights import WeightsError
+    from .weights import WeightsError
 
     try:
         args = build_parser().parse_args(argv)

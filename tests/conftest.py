@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from neural_mirage.install.weights import ModelSpec, load_model
+from neural_mirage.weights import ModelSpec, load_model
 
 torch.set_num_threads(2)
 

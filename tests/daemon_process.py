@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from neural_mirage.daemon.client import Client, DaemonError
+from neural_mirage.client.locate import daemon_command
+from neural_mirage.client.zmq_client import Client, DaemonError
 
 
 @dataclass
@@ -75,8 +75,7 @@ def start_daemon(runtime_dir: Path | None = None, cache_dir: Path | None = None,
         if item.startswith(("tcp://", "ipc://")):
             endpoint = item
     process = subprocess.Popen(
-        [sys.executable, "-m", "neural_mirage.cli", "daemon", "--weights", "random",
-         "--log-file", str(log), *extra],
+        daemon_command("--weights", "random", "--log-file", str(log), *extra),
         env=daemon_env(runtime_dir, cache_dir), stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE, text=True)
     daemon = DaemonProcess(process, runtime_dir, cache_dir, endpoint, log)
@@ -119,7 +118,7 @@ def rendered(daemon: DaemonProcess, pixels, order: str, params: dict, mask=None,
     """
     import numpy as np
 
-    from neural_mirage.daemon.protocol import image_meta
+    from neural_mirage.client.protocol import image_meta
 
     dtype = {np.dtype(np.uint8): "u8", np.dtype(np.uint16): "u16",
              np.dtype(np.float32): "f32"}[pixels.dtype]

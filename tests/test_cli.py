@@ -172,7 +172,7 @@ def test_submit_waits_for_a_starting_daemon_and_spawn_takes_the_model_options(tm
         assert r.returncode == 0, r.stderr
         assert "Starting the daemon" in r.stderr and "RANDOM weights" in r.stdout
     finally:  # stop the daemon that --spawn started
-        from neural_mirage.daemon.client import Client
+        from neural_mirage.client.zmq_client import Client
 
         with Client(json.loads(connection.read_text())["endpoint"]) as client:
             client.shutdown()

@@ -12,8 +12,9 @@ import time
 import numpy as np
 import pytest
 
-from neural_mirage.daemon import protocol as P
-from neural_mirage.daemon.client import Client, DaemonError, JobCancelled
+from neural_mirage.client import protocol as P
+from neural_mirage.client.locate import daemon_command
+from neural_mirage.client.zmq_client import Client, DaemonError, JobCancelled
 
 from .daemon_process import short_dir, start_daemon
 
@@ -27,6 +28,17 @@ def bgra(width: int = 40, height: int = 32) -> tuple[bytes, dict]:
     data[..., 3] = 255
     data[:, : width // 2, 3] = 128
     return data.tobytes(), P.image_meta(width, height, 4, "u8", "BGRA")
+
+
+def fetch_when_finished(client: Client, job: str, timeout: float = 60.0):
+    """FETCH ``job`` once it has finished (a detached job's result is fetched later)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return client.fetch(job)
+        except DaemonError as exc:
+            assert exc.code == P.E_NOT_FINISHED and time.monotonic() < deadline
+            time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
@@ -235,7 +247,7 @@ def test_ping_answers_while_a_64_mp_submit_arrives_and_converts(daemon, client):
 
 CHILD = """
 import sys
-from neural_mirage.daemon.client import Client
+from neural_mirage.client.zmq_client import Client
 import numpy as np
 c = Client(sys.argv[1], timeout=10)
 c.hello()
@@ -273,15 +285,7 @@ def test_detached_job_is_fetched_after_reconnecting(daemon):
     time.sleep(0.5)  # its client's connection has closed: a detached job must survive it
     second = daemon.client()
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                result = second.fetch(job)
-                break
-            except DaemonError as exc:
-                assert exc.code == P.E_NOT_FINISHED
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+        result = fetch_when_finished(second, job)
         assert len(result.pixels) == 40 * 32 * 4
         second.ack(job)
     finally:
@@ -400,8 +404,8 @@ def test_killed_daemon_gives_clear_error_and_restart_serves(tmp_path):
 
 
 def test_second_daemon_on_same_endpoint_refuses(daemon):
-    r = subprocess.run([sys.executable, "-m", "neural_mirage.cli", "daemon", "--weights",
-                        "random"], env=daemon.env, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(daemon_command("--weights", "random"), env=daemon.env,
+                       capture_output=True, text=True, timeout=120)
     assert r.returncode == 2
     assert "already serving" in r.stderr
 
@@ -409,8 +413,7 @@ def test_second_daemon_on_same_endpoint_refuses(daemon):
 def test_security_defaults(daemon):
     assert stat.S_IMODE(os.stat(daemon.runtime_dir).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(daemon.runtime_dir / "daemon.json").st_mode) == 0o600
-    r = subprocess.run([sys.executable, "-m", "neural_mirage.cli", "daemon", "--weights",
-                        "random", "--bind", "tcp://0.0.0.0:5611"],
+    r = subprocess.run(daemon_command("--weights", "random", "--bind", "tcp://0.0.0.0:5611"),
                        env={**daemon.env, "NEURAL_MIRAGE_RUNTIME_DIR": str(short_dir("nm-sec-"))},
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2
@@ -566,14 +569,7 @@ def test_over_curve_each_client_key_sees_and_touches_only_its_own_jobs(tmp_path)
                 request(running)
             assert info.value.code == P.E_FORBIDDEN, request
         alice.cancel(running)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                result = alice.fetch(finished)
-                break
-            except DaemonError as exc:
-                assert exc.code == P.E_NOT_FINISHED and time.monotonic() < deadline
-                time.sleep(0.1)
+        result = fetch_when_finished(alice, finished)
         for request in (bob.fetch, bob.ack, bob.cancel):  # a stored result keeps its owner
             with pytest.raises(DaemonError) as info:
                 request(finished)

@@ -10,7 +10,7 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from neural_mirage.daemon import protocol as P
+from neural_mirage.client import protocol as P
 
 from .daemon_process import start_daemon
 

@@ -1,8 +1,10 @@
-"""The parameter tables in the documents are generated from the engine's schema; these tests fail
-when they drift. To refresh them: ``.venv/bin/python -m tests.test_docs``."""
+"""The parameter tables in the documents, and the schema copy the editors' dialogs read, are
+generated from the engine's schema; these tests fail when they drift. To refresh them:
+``.venv/bin/python -m tests.test_docs``."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -10,6 +12,7 @@ from neural_mirage.engine.params import markdown_table, schema
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTOCOL = ROOT / "docs" / "protocol.md"
+DIALOG_SCHEMA = ROOT / "client" / "schema.json"
 BEGIN, END = "<!-- params:begin -->", "<!-- params:end -->"
 
 
@@ -25,6 +28,11 @@ def test_the_protocol_parameter_table_is_the_schema():
     assert text == filled(text), "docs/protocol.md's table drifted: run python -m tests.test_docs"
 
 
+def test_the_dialogs_schema_is_the_engines():
+    assert json.loads(DIALOG_SCHEMA.read_text()) == json.loads(json.dumps(schema())), (
+        "client/schema.json drifted: run python -m tests.test_docs")
+
+
 def test_the_readme_has_an_option_for_every_parameter_and_no_other():
     readme = (ROOT / "README.md").read_text()
     section = readme.split("## Rendering", 1)[1].split("\n## ", 1)[0]
@@ -37,3 +45,4 @@ def test_the_readme_has_an_option_for_every_parameter_and_no_other():
 
 if __name__ == "__main__":
     PROTOCOL.write_text(filled(PROTOCOL.read_text()))
+    DIALOG_SCHEMA.write_text(json.dumps(schema(), indent=1) + "\n")

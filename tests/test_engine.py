@@ -22,7 +22,7 @@ from neural_mirage.engine import (
 )
 from neural_mirage.engine.losses import feature_loss, gram, tv_loss
 from neural_mirage.engine.render import fit_size, keep_colors, scale_memory, scale_mode
-from neural_mirage.install.weights import ModelSpec, load_model
+from neural_mirage.weights import ModelSpec, load_model
 
 FAST = dict(size=64, iterations=6, scales=1, early_stop=0.0)
 
@@ -166,8 +166,9 @@ def test_cancel_takes_effect_within_one_iteration(model, photo):
 
 def test_progress_reports_terms_scales_and_previews(model, photo):
     reports = []
-    params = RenderParams(size=96, iterations=4, scales=2, early_stop=0.0, preview_every=2)
-    result = render(model, photo, params, on_progress=reports.append, see_top=3)
+    params = RenderParams(size=96, iterations=4, scales=2, early_stop=0.0)
+    result = render(model, photo, params, on_progress=reports.append, see_top=3,
+                    preview_every=2)
     assert reports[0].iteration == 0 and reports[0].loss is None and reports[0].total == 6
     reports = reports[1:]
     assert [(r.scale, r.width) for r in reports] == [(1, 48)] * 2 + [(2, 96)] * 4

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from neural_mirage.plugins.shared.presets import Settings
+from neural_mirage.client.presets import Settings
 
 from .daemon_process import rendered_as_sent, start_daemon
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from neural_mirage.plugins.shared.connection import MirageError
-from neural_mirage.plugins.shared.plan import duration, plan_render, progress_text
-from neural_mirage.plugins.shared.presets import Settings
+from neural_mirage.client.connection import MirageError
+from neural_mirage.client.plan import duration, plan_render, progress_text
+from neural_mirage.client.presets import Settings
 
 from .daemon_process import start_daemon
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from neural_mirage.engine import RenderParams
-from neural_mirage.plugins.shared.presets import (
+from neural_mirage.client.presets import (
     PRESET_NAMES,
     SIZE_MODES,
     Settings,
@@ -15,6 +14,7 @@ from neural_mirage.plugins.shared.presets import (
     replace_last_item,
     save_settings,
 )
+from neural_mirage.engine import RenderParams
 
 
 @pytest.mark.parametrize("preset", PRESET_NAMES)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from neural_mirage.engine import random_state_dict
-from neural_mirage.install.weights import (
+from neural_mirage.weights import (
     ModelSpec,
     WeightsError,
     load_model,

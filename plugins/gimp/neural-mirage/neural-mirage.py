@@ -19,12 +19,12 @@ import gi
 gi.require_version("Gimp", "3.0")
 gi.require_version("Gegl", "0.4")
 from _mirage.connection import (  # noqa: E402
-    Cancelled,
     ClassList,
     MirageError,
     friendly,
     open_session,
 )
+from _mirage.job import JobCancelled  # noqa: E402
 from _mirage.plan import Plan, plan_render, progress_text  # noqa: E402
 from _mirage.presets import (  # noqa: E402
     CUSTOM,
@@ -32,6 +32,7 @@ from _mirage.presets import (  # noqa: E402
     SIZE_MODES,
     Settings,
     class_matches,
+    field_range,
     last_item,
     load_settings,
     replace_last_item,
@@ -100,7 +101,7 @@ def render(image: Any, drawable: Any, settings: Settings, progress: Any,
     try:
         plan = plan_render(session, settings, w, h)
         if plan.long and ask is not None and not ask(plan.question()):
-            raise Cancelled()
+            raise JobCancelled()
         Gimp.progress_set_text(plan.summary())
         pixels = read_area(image, drawable, (x, y, w, h), plan, fmt)
         meta = {"width": plan.send[0], "height": plan.send[1], "channels": 4, "dtype": dtype,
@@ -336,10 +337,10 @@ class NeuralMirage(Gimp.PlugIn):
         p.add_string_argument("custom-layers", "Content layers",
                               f"content layers for the {CUSTOM} preset, e.g. fc7:1,relu4_2:0.2",
                               defaults.custom_layers, RW)
-        p.add_double_argument("content-weight", "Content weight", "fc content weight", 0.0,
-                              1e6, defaults.content_weight, RW)
-        p.add_double_argument("style-weight", "Style weight", "Gram style weight", 0.0, 1e6,
-                              defaults.style_weight, RW)
+        p.add_double_argument("content-weight", "Content weight", "fc content weight",
+                              *field_range("content_weight"), defaults.content_weight, RW)
+        p.add_double_argument("style-weight", "Style weight", "Gram style weight",
+                              *field_range("style_weight"), defaults.style_weight, RW)
         sizes = Gimp.Choice.new()
         for number, (nick, label) in enumerate(SIZE_MODES.items()):
             sizes.add(nick, number, label, "")
@@ -348,17 +349,18 @@ class NeuralMirage(Gimp.PlugIn):
                               "layer: the layer's (or selection's) own; custom: 'size'",
                               sizes, defaults.size_mode, RW)
         p.add_int_argument("size", "Custom size", "longest side of a custom-size render (px)",
-                           32, 8192, defaults.size, RW)
-        p.add_int_argument("iterations", "Iterations", "iterations at the final size", 1, 100000,
-                           defaults.iterations, RW)
-        p.add_int_argument("seed", "Seed", "random seed", 0, 2**31 - 1, defaults.seed, RW)
+                           *field_range("size"), defaults.size, RW)
+        p.add_int_argument("iterations", "Iterations", "iterations at the final size",
+                           *field_range("iterations"), defaults.iterations, RW)
+        p.add_int_argument("seed", "Seed", "random seed", *field_range("seed"), defaults.seed,
+                           RW)
         p.add_boolean_argument("original-colors", "Keep the original colours",
                                "luminance-only transfer", defaults.original_colors, RW)
         p.add_string_argument("see", "Make it see",
                               "classes to steer towards, e.g. church, lakeside:0.5, @water",
                               defaults.see, RW)
         p.add_double_argument("see-weight", "Seeing strength", "how strongly the classes pull",
-                              0.0, 1e6, defaults.see_weight, RW)
+                              *field_range("see_weight"), defaults.see_weight, RW)
         p.add_layer_return_value("layer", "Layer", "the new layer", False, RW)
         return p
 

@@ -35,6 +35,7 @@ from ._mirage.presets import (
     PRESET_NAMES,
     SIZE_MODES,
     Settings,
+    field_range,
     load_settings,
     save_settings,
 )
@@ -59,25 +60,28 @@ class MirageDialog(QDialog):
         self.preset.setCurrentText(s.preset)
         self.custom = QLineEdit(s.custom_layers)
         self.custom.setToolTip("content layers for Custom, e.g. fc7:1,relu4_2:0.2")
-        self.content = _spin(QDoubleSpinBox(), 0, 1e6, s.content_weight, decimals=3)
-        self.style = _spin(QDoubleSpinBox(), 0, 1e6, s.style_weight, decimals=3)
+        self.content = _spin(QDoubleSpinBox(), *field_range("content_weight"), s.content_weight,
+                             decimals=3)
+        self.style = _spin(QDoubleSpinBox(), *field_range("style_weight"), s.style_weight,
+                           decimals=3)
         self.size_mode = QComboBox()
         for mode, label in SIZE_MODES.items():
             self.size_mode.addItem(label, mode)
         self.size_mode.setCurrentIndex(max(0, self.size_mode.findData(s.size_mode)))
-        self.size = _spin(QSpinBox(), 32, 8192, max(32, s.size))
+        self.size = _spin(QSpinBox(), *field_range("size"), s.size)
         self.size.setSuffix(" px")
         self.size.setToolTip("longest side of the render; the result is scaled to the layer "
                              "or selection")
         size_row = QHBoxLayout()
         size_row.addWidget(self.size_mode, 1)
         size_row.addWidget(self.size)
-        self.iterations = _spin(QSpinBox(), 1, 100000, s.iterations)
-        self.seed = _spin(QSpinBox(), 0, 2**31 - 1, s.seed)
+        self.iterations = _spin(QSpinBox(), *field_range("iterations"), s.iterations)
+        self.seed = _spin(QSpinBox(), *field_range("seed"), s.seed)
         self.colors = QCheckBox("Keep the original colours")
         self.colors.setChecked(s.original_colors)
         self.see = ClassPicker(s.see)
-        self.see_weight = _spin(QDoubleSpinBox(), 0, 1e6, s.see_weight, decimals=2)
+        self.see_weight = _spin(QDoubleSpinBox(), *field_range("see_weight"), s.see_weight,
+                                decimals=2)
         self.see_weight.setToolTip("how strongly the classes pull (0: off)")
         form = QFormLayout()
         form.addRow("Preset", self.preset)

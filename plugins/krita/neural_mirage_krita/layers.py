@@ -23,7 +23,8 @@ from typing import Any
 from krita import Krita
 from PyQt5.QtWidgets import QApplication
 
-from ._mirage.connection import Cancelled, MirageError, friendly, open_session
+from ._mirage.connection import MirageError, friendly, open_session
+from ._mirage.job import JobCancelled
 from ._mirage.plan import Plan, plan_render
 from ._mirage.presets import Settings
 
@@ -201,7 +202,7 @@ class MirageRun:
             self.session, self.plan = value
             if self._cancelled or (self.plan.long and self.confirm is not None
                                    and not self.confirm(self.plan)):
-                raise Cancelled()
+                raise JobCancelled()
             self.stage = self.plan.summary() + "..."
             area, plan = self.area, self.plan
             pixels = area_pixels(area, plan.send)

@@ -11,6 +11,22 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+_SCHEMA_FILE = Path(__file__).resolve().parent / "schema.json"
+#: Every render parameter with its kind, bounds and default: the engine's schema as WELCOME
+#: carries it (written by ``python -m tests.test_docs``; a test fails when it drifts), so the
+#: dialogs take the daemon's bounds without asking it first.
+SCHEMA: dict[str, dict[str, Any]] = json.loads(_SCHEMA_FILE.read_text())
+#: The largest value an editor's number field holds (Qt's and GIMP's int fields are 32-bit).
+_FIELD_MAX = 2**31 - 1
+
+
+def field_range(name: str) -> tuple[float, float]:
+    """(low, high) of the dialog field for the render parameter ``name``: the schema's bounds,
+    within what a number field holds (1e6 where the schema has no upper bound)."""
+    entry = SCHEMA[name]
+    return entry.get("low", 0), min(entry.get("high", 1e6), _FIELD_MAX)
+
+
 STYLE_LAYERS = {"relu1_1": 1.0, "relu2_1": 1.0, "relu3_1": 1.0, "relu4_1": 1.0, "relu5_1": 1.0}
 
 #: name -> content layers; the style layers are the same for all.

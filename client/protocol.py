@@ -4,16 +4,12 @@ Every message is a ZeroMQ multipart message: one msgpack map (the header) follow
 raw binary frames (pixels). The header always has ``type``; requests may carry ``rid``, which the
 reply echoes, and job messages carry ``job``.
 
-This module needs only the standard library and msgpack, so it can be copied next to the client
-into an editor's Python.
+This module needs only the standard library and msgpack (the daemon imports it too).
 """
 
 from __future__ import annotations
 
 import io
-import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -172,31 +168,3 @@ def check_size(meta: Any, max_pixels: int, name: str,
 
 def error(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"type": ERROR, "code": code, "message": message, **extra}
-
-
-def runtime_dir() -> Path:
-    """Where the socket and the connection file live: private to the user (mode 0700).
-
-    ``$NEURAL_MIRAGE_RUNTIME_DIR``, else ``$XDG_RUNTIME_DIR/neural-mirage``, else a per-user
-    folder in the temp dir.
-    """
-    explicit = os.environ.get("NEURAL_MIRAGE_RUNTIME_DIR")
-    if explicit:
-        return Path(explicit)
-    xdg = os.environ.get("XDG_RUNTIME_DIR")
-    if xdg:
-        return Path(xdg) / "neural-mirage"
-    user = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
-    return Path(tempfile.gettempdir()) / f"neural-mirage-{user}"
-
-
-def connection_file() -> Path:
-    """The JSON file in which a running daemon records its endpoint, protocol and pid."""
-    return runtime_dir() / "daemon.json"
-
-
-def default_endpoint() -> str:
-    """``ipc://`` in the runtime dir on Linux and macOS; loopback TCP on Windows."""
-    if os.name == "nt":
-        return "tcp://127.0.0.1:5599"
-    return f"ipc://{runtime_dir() / 'daemon.sock'}"

@@ -12,67 +12,20 @@ it never hangs when the daemon is absent or killed; sockets use LINGER=0 so clos
 from __future__ import annotations
 
 import itertools
-import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import zmq
 
 from . import protocol as P
+from .job import DaemonError, JobCancelled, Result
+from .locate import alive, connection_file, read_connection_file, spawn_daemon, starting_daemon
 
 ProgressCallback = Callable[[dict, "bytes | None"], None]
-
-
-class DaemonError(Exception):
-    """An ERROR from the daemon, or no daemon to talk to; ``code`` is a protocol E_* code."""
-
-    def __init__(self, code: str, message: str, job: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.job = job
-
-
-class JobCancelled(DaemonError):
-    """The job was cancelled; ``reason`` is CANCELLED's: ``request``, ``client_gone`` or
-    ``shutdown``."""
-
-    def __init__(self, job: str, reason: str = "request") -> None:
-        why = {"shutdown": " (the daemon is shutting down)",
-               "client_gone": " (its client's connection closed)"}.get(reason, "")
-        super().__init__("cancelled", f"job {job} was cancelled{why}", job)
-        self.reason = reason
-
-
-@dataclass
-class Result:
-    """A finished render: the RESULT header (image meta, classes seen, ...) and its pixels."""
-
-    header: dict[str, Any]
-    pixels: bytes
-
-    @property
-    def job(self) -> str:
-        return self.header["job"]
-
-    @property
-    def image(self) -> dict[str, Any]:
-        return self.header["image"]
-
-
-def read_connection_file() -> dict[str, Any] | None:
-    try:
-        with open(P.connection_file()) as f:
-            data = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) and isinstance(data.get("endpoint"), str) else None
 
 
 class Client:
@@ -87,7 +40,7 @@ class Client:
             info = read_connection_file()
             if info is None:
                 raise DaemonError(P.E_NO_DAEMON, "no neural-mirage daemon is running (no "
-                                  f"connection file at {P.connection_file()}); start one with "
+                                  f"connection file at {connection_file()}); start one with "
                                   "'neural-mirage daemon'")
             endpoint = info["endpoint"]
         self.endpoint = endpoint
@@ -112,12 +65,12 @@ class Client:
                 on_spawn: Callable[[], None] | None = None) -> Client:
         """Connect and say HELLO; with ``spawn``, start a daemon when none answers.
 
-        ``spawn_command`` defaults to this Python running ``neural_mirage.cli daemon``; an editor
-        passes the daemon's own Python here. ``on_spawn`` is called when a daemon is started, so
+        ``spawn_command`` defaults to :func:`~.locate.daemon_command`; an editor passes the
+        daemon's own Python there. ``on_spawn`` is called when a daemon is started, so
         the caller can say so. A daemon that is still loading its model (its connection file
         says ``starting``) is waited for, up to ``spawn_timeout``, spawn or not.
         """
-        if _starting_daemon() is not None:
+        if starting_daemon() is not None:
             return cls._connect_when_started(endpoint, timeout, spawn_timeout)
         client = None
         try:
@@ -130,7 +83,7 @@ class Client:
                 client.close()
             if exc.code not in (P.E_NO_DAEMON, P.E_TIMEOUT):
                 raise
-            if _starting_daemon() is not None:
+            if starting_daemon() is not None:
                 return cls._connect_when_started(endpoint, timeout, spawn_timeout)
             if not spawn:
                 raise
@@ -154,8 +107,8 @@ class Client:
     @classmethod
     def _connect_when_started(cls, endpoint: str | None, timeout: float, wait: float) -> Client:
         """Wait for the daemon whose model is loading, as for one we started ourselves."""
-        pid = _starting_daemon()
-        return cls._await(endpoint, timeout, wait, lambda: None if pid and _alive(pid) else
+        pid = starting_daemon()
+        return cls._await(endpoint, timeout, wait, lambda: None if pid and alive(pid) else
                           "the daemon that was starting has exited (its log: "
                           "~/.cache/neural-mirage/daemon.log)")
 
@@ -166,9 +119,9 @@ class Client:
         it never will (its process ended)."""
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
-            why = failed()
             # Another client may have started a daemon at the same moment (a dialog's class
-            # list and its Render button): ours then exits, and theirs answers.
+            # list and its Render button): ours then exits, and we wait for theirs.
+            why = None if starting_daemon() is not None else failed()
             info = read_connection_file()
             if endpoint is not None or (info is not None and not info.get("starting")):
                 client = cls(endpoint, timeout=1.0)
@@ -394,33 +347,3 @@ class JobWatch:
             elif kind == P.ERROR:
                 raise DaemonError(header.get("code", "error"), header.get("message", ""),
                                   self.job)
-
-
-def _starting_daemon() -> int | None:
-    """The pid of a daemon that is loading its model (its connection file says so), if alive."""
-    info = read_connection_file()
-    if info is None or not info.get("starting") or not isinstance(info.get("pid"), int):
-        return None
-    return info["pid"] if _alive(info["pid"]) else None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def spawn_daemon(command: Sequence[str] | None = None, errors: Any = None) -> subprocess.Popen:
-    """Start a daemon in its own session, detached from this process's terminal and signals.
-
-    ``errors`` (a file) receives its stderr, so a failed start can say why.
-    """
-    command = list(command or [sys.executable, "-m", "neural_mirage.cli", "daemon"])
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=errors if errors is not None else subprocess.DEVNULL, env=env,
-                            start_new_session=True)

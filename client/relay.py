@@ -1,42 +1,24 @@
-"""Relay between an editor's Python without pyzmq and the daemon: ``python -m ...daemon.bridge``.
+"""The relay for editors without pyzmq: ``python -m neural_mirage.client.relay``.
 
-The plug-in writes requests to our stdin and reads events from our stdout. Each message is a
-4-byte big-endian length, a JSON header whose ``frames`` lists the lengths of the raw frames that
-follow, then those frames. Requests: ``connect``, ``submit``, ``cancel``, ``ack``, ``classes``,
-``estimate``; the replies and job events are the daemon's own messages (WELCOME, ACCEPTED,
-PROGRESS, RESULT, CANCELLED, ERROR, ...), plus SPAWNING when a daemon is being started. When
-stdin closes (the editor or plug-in died), running jobs are cancelled and the bridge exits.
+The plug-in (:class:`~.bridge.BridgeSession`) writes requests to our stdin and reads events from
+our stdout, framed as :mod:`.bridge` says. Requests (``op``): ``connect``, ``submit``,
+``cancel``, ``ack``, ``classes``, ``estimate``; the replies and job events are the daemon's own
+messages (WELCOME, ACCEPTED, PROGRESS, RESULT, CANCELLED, ERROR, ...), plus SPAWNING when a
+daemon is being started. When stdin closes (the editor or plug-in died), running jobs are
+cancelled and the relay exits (and its connection closes, which cancels them too).
 """
 
 from __future__ import annotations
 
-import json
 import queue
-import struct
 import sys
 import threading
-from typing import Any, BinaryIO
+from typing import Any
 
-from .client import Client, DaemonError, JobCancelled, JobWatch
-
-_LENGTH = struct.Struct(">I")
-
-
-def read_message(stream: BinaryIO) -> tuple[dict[str, Any], list[bytes]] | None:
-    head = stream.read(4)
-    if len(head) < 4:
-        return None
-    header = json.loads(stream.read(_LENGTH.unpack(head)[0]))
-    frames = [stream.read(int(n)) for n in header.pop("frames", [])]
-    return header, frames
-
-
-def write_message(stream: BinaryIO, header: dict[str, Any], frames: list[bytes] = ()) -> None:
-    data = json.dumps({**header, "frames": [len(f) for f in frames]}).encode()
-    stream.write(_LENGTH.pack(len(data)) + data)
-    for frame in frames:
-        stream.write(frame)
-    stream.flush()
+from .bridge import read_message, write_message
+from .job import DaemonError, JobCancelled
+from .locate import daemon_command
+from .zmq_client import Client, JobWatch
 
 
 def _error(exc: Exception) -> dict[str, Any]:
@@ -98,8 +80,7 @@ def _handle(client: Client | None, header: dict[str, Any], frames: list[bytes],
             watches: dict[str, JobWatch], emit: Any) -> Client | None:
     op = header.get("op")
     if op == "connect":
-        command = [sys.executable, "-m", "neural_mirage.cli", "daemon",
-                   *header.get("daemon_args", [])]
+        command = daemon_command(*header.get("daemon_args", []))
         client = Client.connect(timeout=float(header.get("timeout", 10)),
                                 spawn=bool(header.get("spawn", True)), spawn_command=command,
                                 on_spawn=lambda: emit({"type": "SPAWNING"}))

@@ -1,0 +1,164 @@
+"""The client interface for editors whose Python has no pyzmq: a relay process does the ZeroMQ.
+
+The plug-in starts ``python -m neural_mirage.client.relay`` with neural-mirage's own Python
+(recorded at install time) and talks to it over its stdin and stdout. Each message is a 4-byte
+big-endian length, a JSON header whose ``frames`` lists the lengths of the raw frames that follow,
+then those frames (:func:`write_message`, :func:`read_message`; docs/protocol.md, "The bridge").
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import struct
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, BinaryIO
+
+from .job import DaemonError, JobCancelled, Result
+
+_LENGTH = struct.Struct(">I")
+ProgressCallback = Callable[[dict, "bytes | None"], None]
+
+
+def read_message(stream: BinaryIO) -> tuple[dict[str, Any], list[bytes]] | None:
+    """One framed message, or None at the end of the stream."""
+    head = stream.read(4)
+    if len(head) < 4:
+        return None
+    header = json.loads(stream.read(_LENGTH.unpack(head)[0]))
+    frames = [stream.read(int(n)) for n in header.pop("frames", [])]
+    return header, frames
+
+
+def write_message(stream: BinaryIO, header: dict[str, Any], frames: list[bytes] = ()) -> None:
+    data = json.dumps({**header, "frames": [len(f) for f in frames]}).encode()
+    stream.write(_LENGTH.pack(len(data)) + data)
+    for frame in frames:
+        stream.write(frame)
+    stream.flush()
+
+
+class BridgeSession:
+    """The client interface (``hello``, ``classes``, ``estimate``, ``submit``, ``watch``,
+    ``ack``, ``close``), relayed by a process that has pyzmq."""
+
+    def __init__(self, python: str, daemon_args: list[str], timeout: float,
+                 on_spawn: Callable[[], None] | None, spawn: bool) -> None:
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        try:
+            self._process = subprocess.Popen(
+                [python, "-m", "neural_mirage.client.relay"], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+        except OSError as exc:
+            raise DaemonError("no_daemon", f"could not start {python}: {exc}") from exc
+        self._events: queue.Queue = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        self.timeout = timeout
+        self._on_spawn = on_spawn
+        self.welcome, _ = self._call({"op": "connect", "timeout": timeout, "spawn": spawn,
+                                      "daemon_args": daemon_args}, wait=180.0)
+
+    def _read(self) -> None:
+        try:
+            while (message := read_message(self._process.stdout)) is not None:
+                self._events.put(message)
+        finally:
+            self._events.put(({"type": "ERROR", "code": "no_daemon",
+                               "message": "the bridge process ended"}, []))
+
+    def _send(self, header: dict[str, Any], frames: list[bytes] = ()) -> None:
+        try:
+            write_message(self._process.stdin, header, list(frames))
+        except OSError as exc:
+            raise DaemonError("no_daemon", f"the bridge process is gone: {exc}") from exc
+
+    def _call(self, header: dict[str, Any], frames: list[bytes] = (),
+              wait: float | None = None) -> tuple[dict, list[bytes]]:
+        self._send(header, frames)
+        deadline = time.monotonic() + (wait or self.timeout + 5)
+        while time.monotonic() < deadline:
+            try:
+                reply, reply_frames = self._events.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if reply.get("type") == "SPAWNING":
+                if self._on_spawn is not None:
+                    self._on_spawn()
+                continue
+            if reply.get("type") == "ERROR":
+                raise DaemonError(reply.get("code", "error"), reply.get("message", ""))
+            return reply, reply_frames
+        raise DaemonError("timeout", "the bridge did not answer")
+
+    def hello(self) -> dict[str, Any]:
+        return self.welcome
+
+    def submit(self, pixels: bytes, image: dict[str, Any], params: dict[str, Any],
+               mask: bytes | None = None, preview_every: int = 0,
+               preview_size: int = 256, output: tuple[int, int] | None = None
+               ) -> dict[str, Any]:
+        frames = [pixels] + ([mask] if mask is not None else [])
+        reply, _ = self._call({"op": "submit", "image": image, "params": params,
+                               "mask": mask is not None, "preview_every": preview_every,
+                               "preview_size": preview_size, "output": output}, frames)
+        return reply
+
+    def estimate(self, params: dict[str, Any], width: int, height: int) -> dict[str, Any]:
+        return self._call({"op": "estimate", "params": params, "width": width,
+                           "height": height})[0]
+
+    def watch(self, job: str, on_progress: ProgressCallback | None = None) -> BridgeWatch:
+        return BridgeWatch(self, job, on_progress)
+
+    def ack(self, job: str) -> None:
+        self._call({"op": "ack", "job": job})
+
+    def classes(self) -> dict[str, Any]:
+        return self._call({"op": "classes"})[0]
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._process.stdin.close()
+        try:
+            self._process.wait(5)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+
+
+class BridgeWatch:
+    """The contract of :class:`~.zmq_client.JobWatch`: ``poll`` returns the Result, or None for
+    now, or raises :class:`~.job.JobCancelled` or :class:`~.job.DaemonError`."""
+
+    def __init__(self, session: BridgeSession, job: str,
+                 on_progress: ProgressCallback | None) -> None:
+        self.session = session
+        self.job = job
+        self.on_progress = on_progress
+
+    def cancel(self) -> None:
+        self.session._send({"op": "cancel", "job": self.job})
+
+    def poll(self, timeout: float = 0.0) -> Result | None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                header, frames = self.session._events.get(
+                    timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                return None
+            kind = header.get("type")
+            if kind == "PROGRESS" and self.on_progress is not None:
+                self.on_progress(header, frames[0] if frames else None)
+            elif kind == "RESULT":
+                return Result(header, frames[0])
+            elif kind == "CANCELLED":
+                raise JobCancelled(self.job, header.get("reason", "request"))
+            elif kind == "ERROR":
+                raise DaemonError(header.get("code", "error"), header.get("message", ""),
+                                  self.job)
