@@ -151,12 +151,21 @@ class Client:
 
     def _send(self, header: dict[str, Any], frames: Sequence[bytes] = ()) -> None:
         # A DEALER with no connection (no daemon there, or one that refused our CURVE key)
-        # would block in send for ever: wait for the connection as for a reply, no longer.
-        if not self._socket.poll(int(self.timeout * 1000), zmq.POLLOUT):
-            raise DaemonError(P.E_TIMEOUT, f"could not reach the daemon at {self.endpoint} "
-                              f"within {self.timeout:g} s: is it running, and does it accept "
-                              "this client's key?")
-        self._socket.send_multipart([P.pack(header), *frames], copy=False)
+        # would block in send for ever, also right after a poll said it could send (the
+        # connection can drop in between): never block, wait as for a reply, no longer.
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                self._socket.send_multipart([P.pack(header), *frames], zmq.NOBLOCK, copy=False)
+                return
+            except zmq.Again:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise DaemonError(P.E_TIMEOUT, f"could not reach the daemon at "
+                                      f"{self.endpoint} within {self.timeout:g} s: is it "
+                                      "running, and does it accept this client's key?"
+                                      ) from None
+                self._socket.poll(int(min(left, 0.1) * 1000), zmq.POLLOUT)
 
     def _receive(self, timeout: float, pending: bool = True) -> tuple[dict, list[bytes]] | None:
         if pending and self._pending:
