@@ -42,7 +42,6 @@ class DaemonConfig:
     """Folder with server.key_secret and clients/*.key: CURVE, required for non-loopback
     endpoints and used on any endpoint when given. Over CURVE each client sees only the jobs
     submitted with its own key."""
-    write_connection_file: bool = True
 
 
 def default_cache_dir() -> Path:

@@ -155,8 +155,7 @@ class Daemon:
                             self.memory)
             worker.start()
             self.workers.append(worker)
-        if config.write_connection_file:
-            write_connection_file(config, starting=False)  # ready
+        write_connection_file(config, starting=False)  # ready
         log.info("neural-mirage daemon %s listening on %s with %s on %s", __version__,
                  config.endpoint, self.info.label, ", ".join(str(d) for d, _, _ in self.models))
 
