@@ -210,7 +210,8 @@ class Client:
         self.heartbeat = float(self.welcome.get("heartbeat", self.heartbeat))
         return self.welcome
 
-    def submit(self, pixels: bytes, image: dict[str, Any], params: dict[str, Any] | None = None,
+    def submit(self, pixels: bytes | memoryview, image: dict[str, Any],
+               params: dict[str, Any] | None = None,
                mask: bytes | None = None, detach: bool = False, preview_every: int = 0,
                preview_size: int = 256, client_job: Any = None,
                output: tuple[int, int] | None = None) -> dict[str, Any]:
@@ -253,7 +254,8 @@ class Client:
             if result is not None:
                 return result
 
-    def render(self, pixels: bytes, image: dict[str, Any], params: dict[str, Any] | None = None,
+    def render(self, pixels: bytes | memoryview, image: dict[str, Any],
+               params: dict[str, Any] | None = None,
                on_progress: ProgressCallback | None = None,
                should_cancel: Callable[[], bool] | None = None, **submit: Any) -> Result:
         """Submit and wait. The caller ACKs the result once it has safely used it."""

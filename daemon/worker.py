@@ -32,6 +32,7 @@ from neural_mirage.engine import (
     Progress,
     RenderCancelled,
     RenderDiverged,
+    RenderResult,
     render,
 )
 from neural_mirage.engine.render import resize
@@ -66,15 +67,17 @@ class Worker(threading.Thread):
         self._events.connect(EVENTS_ENDPOINT)
         try:
             while (job := self.queue.get()) is not None:
-                header, frames = self._run(job)
-                self._send(job, header, frames)
+                if (answer := self._run(job)) is not None:
+                    self._send(job, *answer)
         finally:
             self._events.close()
 
     def _send(self, job: Job, header: dict[str, Any], frames: list[bytes]) -> None:
-        self._events.send_multipart([job.id.encode(), pack(header), *frames])
+        # copy=False: a 64 MP result is not copied again on its way to the I/O thread.
+        self._events.send_multipart([job.id.encode(), pack(header), *frames], copy=False)
 
-    def _run(self, job: Job) -> tuple[dict[str, Any], list[bytes]]:
+    def _run(self, job: Job) -> tuple[dict[str, Any], list[bytes]] | None:
+        """Run a job; the answer to send, or None where the RESULT went out already."""
         if job.cancel.is_set():
             job.state = CANCELLED
             return {"type": CANCELLED_MSG, "job": job.id}, []
@@ -99,25 +102,27 @@ class Worker(threading.Thread):
                 frames.append(raw)
             self._send(job, header, frames)
 
+        def deliver(result: RenderResult) -> None:
+            header, raw = self._result(job, result, alpha, mask)
+            header["started"] = started
+            self.store.put(job.id, header, raw, job.key)  # stored first: nothing is lost
+            job.state = DONE
+            self._send(job, header, [raw])
+            log.info("job %s: done in %.1f s, %d iterations", job.id, result.elapsed,
+                     result.iterations)
+
         try:
             rgb, alpha = pixels.decode(job.meta, job.frame.buffer)
             mask = None
             if job.mask_frame is not None:
                 mask, _ = pixels.decode(job.mask_meta, job.mask_frame.buffer, "mask")
             job.frame = job.mask_frame = None  # the converted copies are all we need now
-            params = job.params
             # (H, W, 3) memory is NCHW's channels_last: the network reads it without a copy.
             content = torch.from_numpy(rgb).permute(2, 0, 1)
-            result = render(self.model, content, params, on_progress=on_progress,
-                            should_cancel=job.cancel.is_set, memory_budget=self.memory_budget,
-                            preview_every=job.preview_every)
-            header, raw = self._result(job, result, alpha, mask)
-            header["started"] = started
-            self.store.put(job.id, header, raw, job.key)
-            job.state = DONE
-            log.info("job %s: done in %.1f s, %d iterations", job.id, result.elapsed,
-                     result.iterations)
-            return header, [raw]
+            render(self.model, content, job.params, on_progress=on_progress,
+                   should_cancel=job.cancel.is_set, memory_budget=self.memory_budget,
+                   preview_every=job.preview_every, on_result=deliver)
+            return None
         except RenderCancelled:
             job.state = CANCELLED
             log.info("job %s: cancelled at iteration %d", job.id, job.iteration)

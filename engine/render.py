@@ -401,6 +401,7 @@ def render(
     see_top: int = 5,
     memory_budget: int | None = None,
     preview_every: int = 0,
+    on_result: Callable[[RenderResult], None] | None = None,
 ) -> RenderResult:
     """Render a neural mirage of ``content`` (a (3, H, W) RGB tensor in [0, 1]).
 
@@ -417,19 +418,23 @@ def render(
         memory_budget: bytes the render may use; a scale whose estimate exceeds it runs with
             the conv blocks checkpointed (see :func:`scale_memory`). None: never.
         preview_every: hand the current image to ``on_progress`` every N iterations (0: never).
+        on_result: called with the result while the render's working set is still held. Its
+            release is not free (about 70 ms per GB on the CPU, gigabytes at camera sizes), so
+            a daemon delivers the result first.
     """
     params.validate().check_model(model.layer_names, model.labels)
     device = next(model.parameters()).device
     with compute_settings(device, params.precision):
         return _render(model, device, content, params, styles, init_image, on_progress,
-                       should_cancel, see_top, memory_budget, preview_every)
+                       should_cancel, see_top, memory_budget, preview_every, on_result)
 
 
 def _render(model: MirageVGG, device: torch.device, content: Tensor, params: RenderParams,
             styles: Sequence[Tensor] | None, init_image: Tensor | None,
             on_progress: Callable[[Progress], None] | None,
             should_cancel: Callable[[], bool] | None, see_top: int,
-            memory_budget: int | None, preview_every: int) -> RenderResult:
+            memory_budget: int | None, preview_every: int,
+            on_result: Callable[[RenderResult], None] | None) -> RenderResult:
     started = time.perf_counter()
     batch = read_every(device)
     styles = list(styles) if styles else [content]
@@ -522,7 +527,10 @@ def _render(model: MirageVGG, device: torch.device, content: Tensor, params: Ren
     seen_input = top_classes(logits, resize(content, width, height), see_top, model.labels) \
         if see_top else []
     seen_result = top_classes(logits, result, see_top, model.labels) if see_top else []
-    return RenderResult(
+    finished = RenderResult(
         image=result[0].float().cpu(), iterations=done, loss=loss_value, losses=loss_terms,
         elapsed=time.perf_counter() - started, stopped_early=stopped_early,
         seen_input=seen_input, seen_result=seen_result)
+    if on_result is not None:
+        on_result(finished)
+    return finished
