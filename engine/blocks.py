@@ -7,7 +7,7 @@ pass over the blocks, without autograd, collects the Grams and pool5's map; the 
 gradient with respect to those are computed whole; and a second pass runs each block forward and
 backward with that gradient injected (<dL/dG, F_b^T F_b> + <dL/dpool5, pool5_b>), which gives each
 block its exact share of the whole image's gradient (the block decomposition of Galerne et al.'s
-global Gram loss, extended to the fc layers through pool5).
+global Gram loss, extended to the fc layers through pool5, pooled or spatial: :mod:`.head`).
 
 Each block runs with a halo of its neighbours wide enough that its features are the whole
 image's, not a padded tile's: pool5's receptive field reaches 118 px beyond its own 32 px cell,
@@ -23,10 +23,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .head import HeadLoss, reads_pool5
 from .losses import feature_loss
 from .params import ParamError, RenderParams
-from .steering import steering_loss, steering_target
-from .vgg import MirageVGG
+from .vgg import HEAD_LAYERS, MirageVGG
 
 #: Pixels of neighbours run with each block: beyond pool5's reach (118 px past its cell).
 HALO = 128
@@ -87,29 +87,25 @@ class BlockwiseObjective:
     """
 
     def __init__(self, model: MirageVGG, params: RenderParams, content: Tensor,
-                 styles: Sequence[Tensor], blend: Sequence[float], side: int) -> None:
+                 styles: Sequence[Tensor], blend: Sequence[float], side: int,
+                 see_mask: Tensor | None = None) -> None:
         if params.normalize_gradients:
             raise ParamError("normalize_gradients needs the whole image in memory at once: "
                              "choose a smaller size or turn it off")
         self.model = model
         self.params = params
         self.side = side
-        head_start = model.layer_names.index("adapt")
-        self.head_layers = [n for n in params.content_layers
-                            if model.layer_names.index(n) > head_start]
-        if params.see:
-            self.head_layers.append("fc8")
-            self.see_target = steering_target(params.see, model.labels, content.device)
-        self.local_layers = [n for n in params.content_layers if n not in self.head_layers]
+        self.local_layers = [n for n in params.content_layers if n not in HEAD_LAYERS]
         self.wanted = set(params.style_layers) | set(self.local_layers)
-        if self.head_layers:
+        if reads_pool5(params):
             self.wanted.add("pool5")
+        self.head: HeadLoss | None = None
         with torch.no_grad():
             target = self._collect(content, keep_local=True)
             self.local_targets = target.local
             self.local_norms = {n: self._norm(n, target.local) for n in self.local_layers}
-            self.head_targets = (model.head(target.pool5, self.head_layers)
-                                 if target.pool5 is not None else {})
+            if target.pool5 is not None:
+                self.head = HeadLoss(model, params, target.pool5, see_mask)
             self.style_targets: dict[str, Tensor] = {}
             for style, weight in zip(styles, blend, strict=True):
                 for name, g in self._collect(style, keep_local=False).grams.items():
@@ -139,7 +135,7 @@ class BlockwiseObjective:
         width, height = image.shape[-1], image.shape[-2]
         sums: dict[str, Tensor] = {}
         pool5 = None
-        if self.head_layers:
+        if "pool5" in self.wanted:
             pool5 = image.new_zeros(1, 512, height // 32, width // 32)
         local = []
         for block, tile in self._tiles(image):
@@ -166,15 +162,7 @@ class BlockwiseObjective:
         # The whole-image part: small tensors, their gradients by autograd.
         grams = {n: g.requires_grad_(True) for n, g in now.grams.items()}
         pool5 = now.pool5.requires_grad_(True) if now.pool5 is not None else None
-        small: dict[str, Tensor] = {}
-        if pool5 is not None:
-            head = self.model.head(pool5, self.head_layers)
-            for name in self.head_layers:
-                if name in p.content_layers:
-                    small[f"content:{name}"] = p.content_weight * p.content_layers[name] * \
-                        feature_loss(head[name], self.head_targets[name], p.normalization)
-            if p.see:
-                small["see"] = p.see_weight * steering_loss(head["fc8"], self.see_target)
+        small = self.head(pool5) if self.head is not None and pool5 is not None else {}
         for name, layer_weight in p.style_layers.items():
             small[f"style:{name}"] = p.style_weight * layer_weight * feature_loss(
                 grams[name], self.style_targets[name], p.normalization)
@@ -211,7 +199,7 @@ class BlockwiseObjective:
         terms: dict[str, Tensor] = {}
         for name in p.content_layers:
             terms[f"content:{name}"] = (small[f"content:{name}"].detach()
-                                        if name in self.head_layers else
+                                        if name in HEAD_LAYERS else
                                         p.content_weight * p.content_layers[name] * local[name])
         for name in p.style_layers:
             terms[f"style:{name}"] = small[f"style:{name}"].detach()

@@ -45,12 +45,18 @@ def gram(features: Tensor) -> Tensor:
     return _SymmetricGram.apply(flat) / (c * h * w)
 
 
-def feature_loss(value: Tensor, target: Tensor, normalization: str) -> Tensor:
-    """Squared error between features (content) or Gram matrices (style)."""
+def feature_loss(value: Tensor, target: Tensor, normalization: str,
+                 where: Tensor | None = None) -> Tensor:
+    """Squared error between features (content) or Gram matrices (style); ``where`` (1, 1,
+    h, w), if given, weights each position of a (1, C, h, w) map, target norm included."""
     diff = (value - target).pow(2)
+    if where is None:
+        if normalization == "neural-style":
+            return diff.mean()
+        return diff.sum() / target.pow(2).sum().clamp_min(_EPS)
     if normalization == "neural-style":
-        return diff.mean()
-    return diff.sum() / target.pow(2).sum().clamp_min(_EPS)
+        return (diff * where).sum() / (where.sum() * value.shape[1]).clamp_min(_EPS)
+    return (diff * where).sum() / (target.pow(2) * where).sum().clamp_min(_EPS)
 
 
 def tv_loss(image: Tensor, normalization: str) -> Tensor:

@@ -129,6 +129,9 @@ class RenderParams:
     content_layers: dict[str, float] = _param({"fc7": 1.0}, Spec(
         "layers", "content layers with weights; fc6, fc7 and fc8 carry what the net sees",
         choices=LAYER_NAMES))
+    fc_spatial: float = _param(0.0, Spec(
+        "float", "how the fc content layers read the image: 0 pooled (what the net sees), 1 "
+        "spatial (what it sees where: one 224 px window every 32 px), between: a blend", 0, 1))
     style_layers: dict[str, float] = _param(_weights(DEFAULT_STYLE_LAYERS), Spec(
         "layers", "style (Gram) layers with weights: conv, relu or pool layers",
         choices=SPATIAL_LAYERS))

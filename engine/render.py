@@ -21,12 +21,12 @@ from torch import Tensor
 
 from .blocks import ALIGN, HALO, BlockwiseObjective
 from .device import compute_settings
+from .head import HeadLoss, reads_pool5
 from .losses import feature_loss, gram, normalize_gradient, tv_loss
 from .optim import LBFGS, Adam
 from .params import ParamError, RenderParams
 from .seeing import Seen, top_classes
-from .steering import steering_loss, steering_target
-from .vgg import MIN_SIDE, MirageVGG
+from .vgg import HEAD_LAYERS, MIN_SIDE, MirageVGG
 
 log = logging.getLogger(__name__)
 
@@ -165,18 +165,22 @@ class _Objective:
     """The loss at one scale: targets computed once, then evaluated every iteration."""
 
     def __init__(self, model: MirageVGG, params: RenderParams, content: Tensor,
-                 styles: Sequence[Tensor], blend: Sequence[float], checkpoint: bool) -> None:
+                 styles: Sequence[Tensor], blend: Sequence[float], checkpoint: bool,
+                 see_mask: Tensor | None = None) -> None:
         self.model = model
         self.params = params
         self.checkpoint = checkpoint
-        self.layers = set(params.content_layers) | set(params.style_layers)
-        self.see_target = None
-        if params.see:
-            self.layers.add("fc8")
-            self.see_target = steering_target(params.see, model.labels, content.device)
+        self.conv_content = [n for n in params.content_layers if n not in HEAD_LAYERS]
+        self.layers = set(self.conv_content) | set(params.style_layers)
+        self.head: HeadLoss | None = None
+        if reads_pool5(params):
+            self.layers.add("pool5")
         with torch.no_grad():
-            feats = model.features(content, params.content_layers, params.pooling)
-            self.content_targets = {k: v.detach().clone() for k, v in feats.items()}
+            feats = model.features(content, self.layers - set(params.style_layers),
+                                   params.pooling)
+            self.content_targets = {n: feats[n].detach().clone() for n in self.conv_content}
+            if reads_pool5(params):
+                self.head = HeadLoss(model, params, feats["pool5"], see_mask)
             self.style_targets: dict[str, Tensor] = {}
             for style, weight in zip(styles, blend, strict=True):
                 feats = model.features(style, params.style_layers, params.pooling)
@@ -188,8 +192,12 @@ class _Objective:
     def __call__(self, image: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         p = self.params
         feats = self.model.features(image, self.layers, p.pooling, self.checkpoint)
+        head = self.head(feats["pool5"]) if self.head is not None else {}
         terms: dict[str, Tensor] = {}
         for name, layer_weight in p.content_layers.items():
+            if name in HEAD_LAYERS:
+                terms[f"content:{name}"] = head[f"content:{name}"]
+                continue
             weight = p.content_weight * layer_weight
             f = normalize_gradient(feats[name], weight) if p.normalize_gradients else feats[name]
             terms[f"content:{name}"] = weight * feature_loss(
@@ -199,8 +207,8 @@ class _Objective:
             f = normalize_gradient(feats[name], weight) if p.normalize_gradients else feats[name]
             terms[f"style:{name}"] = weight * feature_loss(
                 gram(f), self.style_targets[name], p.normalization)
-        if self.see_target is not None:
-            terms["see"] = p.see_weight * steering_loss(feats["fc8"], self.see_target)
+        if "see" in head:
+            terms["see"] = head["see"]
         if p.tv_weight > 0:
             terms["tv"] = p.tv_weight * tv_loss(image, p.normalization)
         return torch.stack(list(terms.values())).sum(), terms
@@ -402,6 +410,7 @@ def render(
     memory_budget: int | None = None,
     preview_every: int = 0,
     on_result: Callable[[RenderResult], None] | None = None,
+    see_mask: Tensor | None = None,
 ) -> RenderResult:
     """Render a neural mirage of ``content`` (a (3, H, W) RGB tensor in [0, 1]).
 
@@ -421,12 +430,21 @@ def render(
         on_result: called with the result while the render's working set is still held. Its
             release is not free (about 70 ms per GB on the CPU, gigabytes at camera sizes), so
             a daemon delivers the result first.
+        see_mask: (H, W) in [0, 1], the content's size: steer (``params.see``) only where it is
+            1 ("see a castle here"), through the spatial fc8 map (:mod:`.head`).
     """
     params.validate().check_model(model.layer_names, model.labels)
+    if see_mask is not None:
+        if not params.see:
+            raise ParamError("a steering mask needs classes to steer towards (see)")
+        if see_mask.shape != content.shape[-2:]:
+            raise ParamError(f"the steering mask is {see_mask.shape[-1]}x{see_mask.shape[-2]}, "
+                             f"the image {content.shape[-1]}x{content.shape[-2]}: they must match")
     device = next(model.parameters()).device
     with compute_settings(device, params.precision):
         return _render(model, device, content, params, styles, init_image, on_progress,
-                       should_cancel, see_top, memory_budget, preview_every, on_result)
+                       should_cancel, see_top, memory_budget, preview_every, on_result,
+                       see_mask)
 
 
 def _render(model: MirageVGG, device: torch.device, content: Tensor, params: RenderParams,
@@ -434,7 +452,8 @@ def _render(model: MirageVGG, device: torch.device, content: Tensor, params: Ren
             on_progress: Callable[[Progress], None] | None,
             should_cancel: Callable[[], bool] | None, see_top: int,
             memory_budget: int | None, preview_every: int,
-            on_result: Callable[[RenderResult], None] | None) -> RenderResult:
+            on_result: Callable[[RenderResult], None] | None,
+            see_mask: Tensor | None) -> RenderResult:
     started = time.perf_counter()
     batch = read_every(device)
     styles = list(styles) if styles else [content]
@@ -468,13 +487,18 @@ def _render(model: MirageVGG, device: torch.device, content: Tensor, params: Ren
                     for s in styles]
         # The plain pass where it fits, then the conv blocks checkpointed, then block by block:
         # small scales stay fast, and the budget decides for the large ones.
+        mask_s = None
+        if see_mask is not None:
+            mask_s = resize(see_mask.to(device, torch.float32)[None, None], scale.width,
+                            scale.height)[0, 0]
         mode, side = scale_mode(params, scale, memory_budget)
         objective: _Objective | BlockwiseObjective
         if mode == "blocks":
-            objective = BlockwiseObjective(model, params, content_s, styles_s, blend, side)
+            objective = BlockwiseObjective(model, params, content_s, styles_s, blend, side,
+                                           mask_s)
         else:
             objective = _Objective(model, params, content_s, styles_s, blend,
-                                   mode == "checkpoint")
+                                   mode == "checkpoint", mask_s)
         graphs = (USE_CUDA_GRAPHS and device.type == "cuda" and mode == "plain"
                   and scale.width * scale.height <= GRAPH_MAX_PIXELS
                   and (memory_budget is None

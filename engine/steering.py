@@ -1,7 +1,8 @@
 """Class steering: pull the result towards classes the artist names.
 
 A steering term is the cross-entropy of fc8's softmax against the named classes (weights normalised
-to sum 1), so it falls as the net grows more certain that it sees them. Names are matched
+to sum 1), so it falls as the net grows more certain that it sees them. With a mask it is that of
+the spatial fc8 map's windows under the mask (:mod:`.head`): "see a castle here". Names are matched
 forgivingly against the model's labels (ImageNet's, or a label file's): exact (any case), then a
 unique name containing the words; anything else is an error that lists the closest names. Groups
 such as ``@water`` stand for lists of ImageNet classes; with other labels a group keeps the members
@@ -105,6 +106,11 @@ def steering_target(see: dict[str, float], names: Sequence[str], device: torch.d
     return target
 
 
-def steering_loss(logits: Tensor, target: Tensor) -> Tensor:
-    """Cross-entropy of softmax(fc8) against the target distribution."""
-    return -(target * torch.log_softmax(logits[0], dim=0)).sum()
+def steering_loss(logits: Tensor, target: Tensor, where: Tensor | None = None) -> Tensor:
+    """Cross-entropy of softmax(fc8) against the target distribution: of the pooled (1, K)
+    logits, or of a spatial (1, K, h, w) map's windows, averaged with the weights ``where``
+    (1, 1, h, w) (how much of each window the steering mask covers)."""
+    if where is None:
+        return -(target * torch.log_softmax(logits[0], dim=0)).sum()
+    per_window = -(target.view(1, -1, 1, 1) * torch.log_softmax(logits, dim=1)).sum(1, True)
+    return (per_window * where).sum() / where.sum()

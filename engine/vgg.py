@@ -53,6 +53,8 @@ def layer_plan(arch: str = "vgg19") -> tuple[tuple[str, str], ...]:
 LAYER_NAMES: tuple[str, ...] = tuple(name for name, _ in layer_plan("vgg19"))
 #: Layers that keep a spatial map (usable for Gram matrices).
 SPATIAL_LAYERS: tuple[str, ...] = LAYER_NAMES[: LAYER_NAMES.index("adapt")]
+#: Layers read from pool5's map as a whole (the adaptive pooling and the fc layers).
+HEAD_LAYERS: tuple[str, ...] = LAYER_NAMES[LAYER_NAMES.index("adapt"):]
 
 
 @dataclass(frozen=True)
@@ -217,6 +219,34 @@ class MirageVGG(nn.Module):
         start = self._index["adapt"]
         last = max(self._index[n] for n in wanted)
         return self._run(pool5, self.plan[start:last + 1], wanted, "max")[1]
+
+    def spatial_head(self, pool5: Tensor, wanted: Iterable[str]) -> dict[str, Tensor]:
+        """The fc layers as convolutions over pool5's map: fc6 a 7x7 convolution (its weights
+        reshaped to 4096x512x7x7), fc7 and fc8 1x1 ones. Each position of the maps is the fc
+        head applied to one 7x7 window of pool5, that is to a 224 px window of the image, every
+        32 px: where the net sees what. A side under 7 cells (an image side under 224 px) is
+        first stretched to 7 by the adaptive max pooling, so the map is one window across it.
+        ``adapt`` is then pool5's (stretched) map itself."""
+        wanted = set(wanted)
+        height, width = pool5.shape[-2:]
+        x = pool5
+        if height < 7 or width < 7:
+            x = nn.functional.adaptive_max_pool2d(pool5, (max(7, height), max(7, width)))
+        out = {"adapt": x} if "adapt" in wanted else {}
+        start = self._index["adapt"]
+        previous = "adapt"
+        for name, kind in self.plan[start + 1:max(self._index[n] for n in wanted) + 1]:
+            if kind == "fc":
+                layer = self.layers[name]
+                side = 7 if name == "fc6" else 1
+                weight = layer.weight.view(layer.out_features, -1, side, side)
+                x = nn.functional.conv2d(x, weight, layer.bias)
+            else:
+                x = torch.relu(x) if previous in wanted else torch.relu_(x)
+            if name in wanted:
+                out[name] = x
+            previous = name
+        return out
 
     def forward(self, image: Tensor) -> Tensor:
         """fc8 logits for an RGB image in [0, 1] of any size."""

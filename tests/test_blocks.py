@@ -36,17 +36,27 @@ def test_blocks_cover_the_image_once_with_aligned_halos():
     assert bool((covered == 1).all())
 
 
-def test_loss_gradient_and_classes_by_blocks_equal_the_whole_image_ones(model):
-    """Every kind of term: fc content (through pool5), a conv content layer, Grams of two
-    blended style images, class steering and total variation; blocks of 64 px, so that 5x4
-    blocks with halos make the image."""
-    content, style, image = _images(300, 230)
-    params = RenderParams(content_layers={"fc7": 1.0, "relu3_2": 0.5}, see={"church": 1.0})
-    direct = _Objective(model, params, content, [content, style], [0.7, 0.3], checkpoint=False)
+@pytest.mark.parametrize("fc_spatial,masked", [(0.0, False), (0.5, True)])
+def test_loss_gradient_and_classes_by_blocks_equal_the_whole_image_ones(model, fc_spatial,
+                                                                        masked):
+    """Every kind of term: fc content (through pool5; pooled, or blended with the spatial
+    map), a conv content layer, Grams of two blended style images, class steering (everywhere,
+    or under a mask) and total variation; blocks of 64 px, so that 5x4 blocks with halos make
+    the image."""
+    content, style, image = _images(300, 260)
+    params = RenderParams(content_layers={"fc7": 1.0, "relu3_2": 0.5}, see={"church": 1.0},
+                          fc_spatial=fc_spatial)
+    mask = None
+    if masked:
+        mask = torch.zeros(260, 300)
+        mask[:, :100] = 1.0
+    direct = _Objective(model, params, content, [content, style], [0.7, 0.3], checkpoint=False,
+                        see_mask=mask)
     x = image.clone().requires_grad_(True)
     loss, terms = direct(x)
     loss.backward()
-    blocks = BlockwiseObjective(model, params, content, [content, style], [0.7, 0.3], side=64)
+    blocks = BlockwiseObjective(model, params, content, [content, style], [0.7, 0.3], side=64,
+                                see_mask=mask)
     loss_b, terms_b, grad_b = blocks.with_gradient(image)
     assert list(terms_b) == list(terms)
     assert loss_b.item() == pytest.approx(loss.item(), rel=1e-5)
