@@ -101,11 +101,12 @@ class BridgeSession:
 
     def submit(self, pixels: bytes, image: dict[str, Any], params: dict[str, Any],
                mask: bytes | None = None, preview_every: int = 0,
-               preview_size: int = 256, output: tuple[int, int] | None = None
-               ) -> dict[str, Any]:
-        frames = [pixels] + ([mask] if mask is not None else [])
+               preview_size: int = 256, output: tuple[int, int] | None = None,
+               see_mask: bytes | None = None, task: str = "render") -> dict[str, Any]:
+        frames = [pixels] + [m for m in (mask, see_mask) if m is not None]
         reply, _ = self._call({"op": "submit", "image": image, "params": params,
-                               "mask": mask is not None, "preview_every": preview_every,
+                               "mask": mask is not None, "see_mask": see_mask is not None,
+                               "task": task, "preview_every": preview_every,
                                "preview_size": preview_size, "output": output}, frames)
         return reply
 

@@ -43,6 +43,10 @@ ERROR = "ERROR"
 
 REQUESTS = (HELLO, SUBMIT, CANCEL, STATUS, FETCH, ACK, PING, CLASSES, ESTIMATE, SHUTDOWN)
 
+# What a SUBMIT asks for: a render, or the map of what the net sees where in the image.
+RENDER, SEES = "render", "sees"
+TASKS = (RENDER, SEES)
+
 # Stable error codes: clients switch on these, people read the message next to them.
 E_BAD_MESSAGE = "bad_message"        # not msgpack, not a map, missing or mistyped fields
 E_UNKNOWN_TYPE = "unknown_type"

@@ -89,12 +89,15 @@ def _handle(client: Client | None, header: dict[str, Any], frames: list[bytes],
     if client is None:
         raise ValueError("connect first")
     if op == "submit":
-        mask = frames[1] if header.get("mask") else None
+        extra = iter(frames[1:])
+        mask = next(extra) if header.get("mask") else None
+        see_mask = next(extra) if header.get("see_mask") else None
         output = header.get("output")
         accepted = client.submit(frames[0], header["image"], header["params"], mask=mask,
                                  preview_every=int(header.get("preview_every", 0)),
                                  preview_size=int(header.get("preview_size", 256)),
-                                 output=tuple(output) if output else None)
+                                 output=tuple(output) if output else None,
+                                 see_mask=see_mask, task=header.get("task", "render"))
         watches[accepted["job"]] = client.watch(
             accepted["job"], lambda p, preview: emit(p, [preview] if preview else []))
         emit(accepted)

@@ -214,15 +214,19 @@ class Client:
                params: dict[str, Any] | None = None,
                mask: bytes | None = None, detach: bool = False, preview_every: int = 0,
                preview_size: int = 256, client_job: Any = None,
-               output: tuple[int, int] | None = None) -> dict[str, Any]:
+               output: tuple[int, int] | None = None, see_mask: bytes | None = None,
+               task: str = P.RENDER) -> dict[str, Any]:
         """Queue a render; returns ACCEPTED (``job`` is the daemon's id, ``position``).
 
         ``output`` (width, height): the daemon scales the result to this size (an editor's area,
-        when it sent the pixels scaled down); the mask is then of that size too.
+        when it sent the pixels scaled down); the mask is then of that size too. ``see_mask``
+        (one byte a pixel, the image's size): steer only there. ``task`` ``sees``: the result
+        is the map of what the net sees where, not a render.
         """
         header: dict[str, Any] = {"type": P.SUBMIT, "params": params or {}, "image": image,
                                   "detach": detach, "preview_every": preview_every,
-                                  "preview_size": preview_size, "job": client_job}
+                                  "preview_size": preview_size, "job": client_job,
+                                  "task": task}
         width, height = output or (image["width"], image["height"])
         if output is not None:
             header["output"] = {"width": width, "height": height}
@@ -230,6 +234,9 @@ class Client:
         if mask is not None:
             header["mask"] = P.image_meta(width, height, 1, "u8", "A")
             frames.append(mask)
+        if see_mask is not None:
+            header["see_mask"] = P.image_meta(image["width"], image["height"], 1, "u8", "A")
+            frames.append(see_mask)
         reply, _ = self.request(header, frames)
         return reply
 

@@ -33,6 +33,11 @@ class Job:
     """The submitted image's layout; the result comes back in the same layout."""
     mask_frame: zmq.Frame | None = None
     mask_meta: dict[str, Any] | None = None
+    see_mask_frame: zmq.Frame | None = None
+    """Where to steer (``params.see``), at the image's size; None: everywhere."""
+    see_mask_meta: dict[str, Any] | None = None
+    task: str = "render"
+    """``render``, or ``sees``: the map of what the net sees where, instead of a render."""
     output: tuple[int, int] | None = None
     """(width, height) the result is scaled to (the editor's area); None: the render's size."""
     detached: bool = False

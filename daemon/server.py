@@ -318,8 +318,8 @@ class Daemon:
     def _submit(self, identity: bytes, header: dict, frames: list) -> tuple[dict, list]:
         if self.stopping:
             raise P.ProtocolError(P.E_SHUTTING_DOWN, "the daemon is shutting down")
-        known = {"type", "rid", "job", "params", "image", "mask", "output", "detach",
-                 "preview_every", "preview_size"}
+        known = {"type", "rid", "job", "task", "params", "image", "mask", "see_mask", "output",
+                 "detach", "preview_every", "preview_size"}
         unknown = sorted(str(k)[:40] for k in header if k not in known)
         if unknown:
             raise P.ProtocolError(P.E_BAD_MESSAGE, f"unknown SUBMIT field(s): "
@@ -334,11 +334,15 @@ class Daemon:
             if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
                 raise P.ProtocolError(P.E_BAD_MESSAGE, f"'{name}' must be a whole number "
                                       f"from {low} to {high}")
+        task = header.get("task", P.RENDER)
+        if task not in P.TASKS:
+            raise P.ProtocolError(P.E_BAD_MESSAGE, f"'task' must be one of {', '.join(P.TASKS)}")
         params = self._params(header)
         has_mask = header.get("mask") is not None
-        if len(frames) != 3 + has_mask:
-            raise P.ProtocolError(P.E_BAD_IMAGE, f"SUBMIT needs {1 + has_mask} pixel frame(s) "
-                                  f"after the header, got {len(frames) - 2}")
+        has_see_mask = header.get("see_mask") is not None
+        if len(frames) != 3 + has_mask + has_see_mask:
+            raise P.ProtocolError(P.E_BAD_IMAGE, f"SUBMIT needs {1 + has_mask + has_see_mask} "
+                                  f"pixel frame(s) after the header, got {len(frames) - 2}")
         image = header.get("image")
         pixels.check_frame(image, frames[2].buffer, self.config.max_pixels)
         width, height = image["width"], image["height"]
@@ -352,22 +356,28 @@ class Daemon:
                     width, height)):
                 raise P.ProtocolError(P.E_BAD_IMAGE, "the mask must have 1 channel and the "
                                       f"{'output' if output else 'image'}'s width and height")
+        see_mask = header.get("see_mask")
+        if has_see_mask:
+            see_frame = frames[3 + has_mask]
+            pixels.check_frame(see_mask, see_frame.buffer, self.config.max_pixels, "see_mask")
+            if see_mask["channels"] != 1 or (see_mask["width"], see_mask["height"]) != (
+                    width, height):
+                raise P.ProtocolError(P.E_BAD_IMAGE, "the see_mask must have 1 channel and the "
+                                      "image's width and height")
+            if not params.see:
+                raise P.ProtocolError(P.E_BAD_PARAMS, "a steering mask (see_mask) needs classes "
+                                      "to steer towards (params.see)")
         if params.init == "image":
             raise P.ProtocolError(P.E_BAD_PARAMS, "init 'image' is not available through the "
                                   "daemon: use 'random' or 'content'")
-        try:  # refuse now what the worker would refuse later (e.g. too small a result)
-            plan_scales(*fit_size(width, height, params.size), params)
-        except ParamError as exc:
-            raise P.ProtocolError(P.E_BAD_PARAMS, str(exc)) from None
-        try:
-            check_memory(width, height, params, self.memory,
-                         f"the daemon's {self.models[0][0]}")
-        except RenderTooLarge as exc:
-            raise P.ProtocolError(P.E_OUT_OF_MEMORY, str(exc)) from None
+        if task == P.RENDER:
+            self._check_render(width, height, params)
         job = Job(owner=identity, client_job=header.get("job"), params=params,
                   frame=frames[2], meta=image, output=output,
                   mask_frame=frames[3] if has_mask else None,
-                  mask_meta=mask if has_mask else None, detached=detach,
+                  mask_meta=mask if has_mask else None,
+                  see_mask_frame=see_frame if has_see_mask else None,
+                  see_mask_meta=see_mask if has_see_mask else None, task=task, detached=detach,
                   preview_every=preview_every, preview_size=preview_size,
                   number=next(self._numbers), key=_client_key(frames[1]))
         position = len(self.jobs)  # queued or running, accepted before it
@@ -381,6 +391,18 @@ class Daemon:
                  ", detached" if detach else "")
         return {"type": P.ACCEPTED, "job": job.id, "client_job": job.client_job,
                 "position": position}, []
+
+    def _check_render(self, width: int, height: int, params: RenderParams) -> None:
+        """Refuse now what the worker would refuse later: too small a result, too much memory."""
+        try:
+            plan_scales(*fit_size(width, height, params.size), params)
+        except ParamError as exc:
+            raise P.ProtocolError(P.E_BAD_PARAMS, str(exc)) from None
+        try:
+            check_memory(width, height, params, self.memory,
+                         f"the daemon's {self.models[0][0]}")
+        except RenderTooLarge as exc:
+            raise P.ProtocolError(P.E_OUT_OF_MEMORY, str(exc)) from None
 
     def _params(self, header: dict) -> RenderParams:
         """The request's render parameters, checked against the served model."""

@@ -10,8 +10,10 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+import time
 from typing import Any
 
+import numpy as np
 import torch
 import zmq
 
@@ -22,6 +24,7 @@ from neural_mirage.client.protocol import (
     E_RENDER_FAILED,
     PROGRESS,
     RESULT,
+    SEES,
     ProtocolError,
     error,
     pack,
@@ -35,7 +38,10 @@ from neural_mirage.engine import (
     RenderResult,
     render,
 )
-from neural_mirage.engine.render import resize
+from neural_mirage.engine.head import where_seen
+from neural_mirage.engine.render import fit_size, resize
+from neural_mirage.engine.seeing import top_classes
+from neural_mirage.sees_map import class_shares, draw
 from neural_mirage.weights import ModelInfo
 
 from . import pixels
@@ -102,9 +108,9 @@ class Worker(threading.Thread):
                 frames.append(raw)
             self._send(job, header, frames)
 
-        def deliver(result: RenderResult) -> None:
+        def deliver(result: RenderResult, extra: dict[str, Any] | None = None) -> None:
             header, raw = self._result(job, result, alpha, mask)
-            header["started"] = started
+            header.update(extra or {}, started=started)
             self.store.put(job.id, header, raw, job.key)  # stored first: nothing is lost
             job.state = DONE
             self._send(job, header, [raw])
@@ -116,12 +122,19 @@ class Worker(threading.Thread):
             mask = None
             if job.mask_frame is not None:
                 mask, _ = pixels.decode(job.mask_meta, job.mask_frame.buffer, "mask")
-            job.frame = job.mask_frame = None  # the converted copies are all we need now
+            see_mask = None
+            if job.see_mask_frame is not None:
+                plane, _ = pixels.decode(job.see_mask_meta, job.see_mask_frame.buffer, "see_mask")
+                see_mask = torch.from_numpy(plane)
+            job.frame = job.mask_frame = job.see_mask_frame = None  # converted: not needed now
             # (H, W, 3) memory is NCHW's channels_last: the network reads it without a copy.
             content = torch.from_numpy(rgb).permute(2, 0, 1)
+            if job.task == SEES:
+                deliver(*self._sees(job, rgb, content))
+                return None
             render(self.model, content, job.params, on_progress=on_progress,
                    should_cancel=job.cancel.is_set, memory_budget=self.memory_budget,
-                   preview_every=job.preview_every, on_result=deliver)
+                   preview_every=job.preview_every, on_result=deliver, see_mask=see_mask)
             return None
         except RenderCancelled:
             job.state = CANCELLED
@@ -142,6 +155,28 @@ class Worker(threading.Thread):
         finally:
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
+
+    def _sees(self, job: Job, rgb: Any, content: torch.Tensor) -> tuple[RenderResult,
+                                                                          dict[str, Any]]:
+        """The map of what the net sees where (task ``sees``), at the image's size, analysed at
+        ``params.size`` (at most the image's own)."""
+        started = time.perf_counter()
+        height, width = rgb.shape[:2]
+        fitted = fit_size(width, height, min(job.params.size, max(width, height)))
+        with torch.no_grad():
+            image = resize(content[None].to(self.device), *fitted)[0]
+            seen = where_seen(self.model, image)
+            overall = top_classes(self.model, image, 5, self.model.labels)
+        caption = f"what the net sees where: {self.info.label}"
+        picture = draw(rgb, seen, self.model.labels, caption)
+        drawn = torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255.0).permute(2, 0, 1)
+        result = RenderResult(image=drawn, iterations=0, loss=0.0, losses={},
+                              elapsed=time.perf_counter() - started, stopped_early=False,
+                              seen_input=overall, seen_result=[])
+        shares = [s.to_dict() for s in class_shares(seen, self.model.labels)]
+        rows, columns = seen.classes.shape
+        return result, {"sees": shares, "grid": {"columns": columns, "rows": rows,
+                                                 "width": fitted[0], "height": fitted[1]}}
 
     def _failed(self, job: Job, code: str, message: str) -> tuple[dict[str, Any], list[bytes]]:
         job.state = FAILED

@@ -15,6 +15,8 @@ the block-by-block one from the map it gathers (:mod:`.blocks`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -111,3 +113,24 @@ class HeadLoss:
             logits = spatial["fc8"] if self.coverage is not None else pooled["fc8"]
             terms["see"] = p.see_weight * steering_loss(logits, self.see_target, self.coverage)
         return terms
+
+
+@dataclass
+class WhereSeen:
+    """The top class of every 224 px window (every 32 px) of an image: "what the net sees
+    where". ``classes`` and ``probabilities`` are (rows, columns) maps; window (i, j) reads the
+    image from (32 j, 32 i) on, at the size it was analysed (``width`` x ``height``)."""
+
+    classes: Tensor
+    probabilities: Tensor
+    width: int
+    height: int
+
+
+@torch.no_grad()
+def where_seen(model: MirageVGG, image: Tensor) -> WhereSeen:
+    """:class:`WhereSeen` for a (3, H, W) RGB image in [0, 1] (analysed at its own size)."""
+    pool5 = model.features(image[None].float(), ["pool5"])["pool5"]
+    probabilities = torch.softmax(model.spatial_head(pool5, ["fc8"])["fc8"][0].float(), 0)
+    best, classes = probabilities.max(0)
+    return WhereSeen(classes.cpu(), best.cpu(), image.shape[-1], image.shape[-2])

@@ -86,6 +86,9 @@ def add_render_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--style", action="append", default=[], metavar="IMAGE",
                    help="a style image (repeat for several); default: the input itself")
     g.add_argument("--init-image", metavar="IMAGE", help="the start image for --init image")
+    g.add_argument("--see-mask", metavar="IMAGE",
+                   help="steer (--see) only where this grey image is white: 'see a castle "
+                        "here'; painted over the photo, at its shape")
 
 
 _OPTION_TYPES: dict[str, tuple[Callable[[str], Any], str | None]] = {
@@ -150,12 +153,14 @@ def writable_output(name: str) -> Path:
 
 def cmd_render(args: argparse.Namespace) -> int:
     """Render in this process, with no daemon."""
+    import torch
+
     from .console import ProgressLine, print_seen
     from .convert import from_tensor, to_tensor
     from .engine import Progress, keep_freed_memory, pick_device, render
     from .engine.device import available_memory
     from .engine.estimate import check_memory
-    from .images import read_image, write_image
+    from .images import read_image, read_mask, write_image
     from .weights import load_model
 
     params = params_from_args(args)
@@ -165,6 +170,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     if args.init == "image" and not args.init_image:
         raise UsageError("--init image needs --init-image")
     source = read_image(args.input)
+    see_mask = (torch.from_numpy(read_mask(args.see_mask, source.width, source.height))
+                if args.see_mask else None)
     styles = [to_tensor(read_image(p)) for p in args.style]
     init_image = to_tensor(read_image(args.init_image)) if args.init_image else None
     device = pick_device(args.device)
@@ -188,7 +195,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     try:
         result = render(model, to_tensor(source), params, styles=styles or None,
                         init_image=init_image, on_progress=on_progress, see_top=args.top,
-                        memory_budget=budget, preview_every=args.save_every)
+                        memory_budget=budget, preview_every=args.save_every,
+                        see_mask=see_mask)
     finally:
         progress.close()
     write_image(output, from_tensor(result.image, source), args.bits)
@@ -200,6 +208,44 @@ def cmd_render(args: argparse.Namespace) -> int:
                    info.pretrained)
         print_seen("The net sees in the result", [vars(s) for s in result.seen_result],
                    info.pretrained)
+    return 0
+
+
+#: The size ``sees`` analyses a photo at by default: 26x18 windows for a 3:2 photo.
+SEES_SIZE = 1024
+
+
+def cmd_sees(args: argparse.Namespace) -> int:
+    """What the net sees where: the top class of every 224 px window, printed and drawn."""
+    from .convert import to_tensor
+    from .engine import pick_device
+    from .engine.head import where_seen
+    from .engine.render import fit_size, resize
+    from .images import read_image
+    from .sees_map import class_shares, draw
+    from .weights import load_model
+
+    if args.size < 32:
+        raise UsageError("--size must be at least 32")
+    output = writable_output(args.map) if args.map else None
+    source = read_image(args.photo)
+    device = pick_device(args.device)
+    model, info = load_model(model_spec(args), device)
+    width, height = fit_size(source.width, source.height, min(args.size, max(source.width,
+                                                                              source.height)))
+    image = resize(to_tensor(source)[None], width, height)[0].to(device)
+    seen = where_seen(model, image)
+    rows, columns = seen.classes.shape
+    note = "" if info.pretrained else "  [RANDOM weights: these classes mean nothing]"
+    print(f"What the net sees where in {args.photo} ({columns}x{rows} windows of 224 px at "
+          f"{width}x{height}, {info.label}):{note}")
+    for share in class_shares(seen, model.labels)[:args.top]:
+        print(f"  {100 * share.share:5.1f}% of the windows  {share.name} (up to "
+              f"{100 * share.probability:.1f}%)")
+    if output is not None:
+        caption = f"what the net sees where: {info.label}"
+        draw(source.rgb, seen, model.labels, caption).save(output)
+        print(f"Wrote {output}")
     return 0
 
 
@@ -274,9 +320,11 @@ def _client(args: argparse.Namespace, spawn: bool = False) -> Any:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     """Render through the daemon."""
+    import numpy as np
+
     from .console import ProgressLine, print_seen
     from .daemon import pixels
-    from .images import read_image
+    from .images import read_image, read_mask
 
     params = params_from_args(args)
     output = writable_output(args.output)
@@ -288,8 +336,13 @@ def cmd_submit(args: argparse.Namespace) -> int:
             "order": "RGBA" if source.alpha is not None else "RGB",
             "dtype": "u16" if source.bits == 16 else "u8"}
     meta, raw = pixels.encode(source.rgb, source.alpha, like)
+    see_mask = None
+    if args.see_mask:
+        plane = read_mask(args.see_mask, source.width, source.height)
+        see_mask = (plane * 255 + 0.5).astype(np.uint8).tobytes()
     with _client(args, spawn=args.spawn) as client:
-        accepted = client.submit(raw, meta, params.to_dict(), detach=args.detach)
+        accepted = client.submit(raw, meta, params.to_dict(), detach=args.detach,
+                                 see_mask=see_mask)
         job = accepted["job"]
         if args.detach:
             print(job)
@@ -488,6 +541,17 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: the editor's own, for this user)")
     add_weights_options(p, device=False)  # for a daemon that the plug-in starts
     p.set_defaults(func=cmd_install_plugin)
+
+    p = commands.add_parser("sees", help="what the net sees where in a photo: a class map")
+    p.add_argument("photo", help="a photo, or a result")
+    p.add_argument("--map", metavar="OUT.png",
+                   help="draw each window's top class over a faded copy of the photo")
+    p.add_argument("--size", type=int, default=SEES_SIZE,
+                   help=f"longest side the photo is analysed at (default {SEES_SIZE}; a "
+                        "smaller photo at its own)")
+    p.add_argument("--top", type=int, default=10, help="classes to list")
+    add_weights_options(p)
+    p.set_defaults(func=cmd_sees)
 
     p = commands.add_parser("classes", help="list the classes and groups for --see")
     p.add_argument("search", nargs="?", help="only names containing this")

@@ -137,3 +137,20 @@ def write_image(path: str | Path, picture: Picture, bits: int | None = None,
             im.save(path, quality=quality) if suffix != ".png" else im.save(path)
     except OSError as exc:
         raise ImageError(f"{path}: could not write ({exc.strerror or exc})") from exc
+
+
+def read_mask(path: str | Path, width: int, height: int) -> np.ndarray:
+    """A grey mask image as an (H, W) float32 array in [0, 1] at ``width`` x ``height``: white
+    where, black where not (transparent counts as black). A mask of another size is scaled if it
+    has the photo's shape; one of another shape is refused, since it would not say where."""
+    picture = read_image(path)
+    grey = picture.rgb.mean(axis=2)
+    if picture.alpha is not None:
+        grey = grey * picture.alpha
+    if (picture.width, picture.height) != (width, height):
+        if abs(picture.width / picture.height - width / height) > 0.01 * width / height:
+            raise ImageError(f"{path}: the mask is {picture.width}x{picture.height}, the photo "
+                             f"{width}x{height}: paint the mask over the photo, at its shape")
+        grey = np.asarray(Image.fromarray(grey.astype(np.float32), mode="F").resize(
+            (width, height), Image.Resampling.BILINEAR))
+    return np.ascontiguousarray(grey.clip(0, 1), dtype=np.float32)
