@@ -68,6 +68,8 @@ E_NO_DAEMON = "no_daemon"            # raised by clients, never sent
 MAX_HEADER_BYTES = 1 << 20
 
 DTYPES = {"u8": 1, "u16": 2, "f32": 4}
+#: The SUBMIT fields that are one-channel masks rather than images.
+MASKS = ("mask", "see_mask")
 ORDERS = {3: ("RGB", "BGR"), 4: ("RGBA", "BGRA")}
 
 
@@ -144,7 +146,7 @@ def check_image_meta(meta: Any, max_pixels: int, name: str = "image") -> int:
                                          "dtype and order")
     width, height = check_size(meta, max_pixels, name, E_BAD_IMAGE)
     channels, dtype, order = meta.get("channels"), meta.get("dtype"), meta.get("order")
-    if channels not in ORDERS and not (name == "mask" and channels == 1):
+    if channels not in ORDERS and not (name in MASKS and channels == 1):
         raise ProtocolError(E_BAD_IMAGE, f"{name}.channels must be 3 or 4")
     if dtype not in DTYPES:
         raise ProtocolError(E_BAD_IMAGE, f"{name}.dtype must be one of {', '.join(DTYPES)}")

@@ -102,7 +102,10 @@ _OPTION_TYPES: dict[str, tuple[Callable[[str], Any], str | None]] = {
 def params_from_args(args: argparse.Namespace) -> Any:
     from .engine.params import RenderParams, schema
 
-    return RenderParams(**{name: getattr(args, name) for name in schema(wire=False)}).validate()
+    params = RenderParams(**{name: getattr(args, name) for name in schema(wire=False)})
+    if args.see_mask and not params.see:
+        raise UsageError("--see-mask needs classes to steer towards (--see)")
+    return params.validate()
 
 
 def add_weights_options(parser: argparse.ArgumentParser, device: bool = True) -> None:

@@ -92,10 +92,16 @@ def test_missing_weights_say_how_to_get_them(tmp_path, photo):
     (["render", "{photo}", "{tmp}/o.png", "--size", "4096", "--max-memory", "1G"],
      "Choose a size of at most"),
     (["render", "{photo}", "{tmp}/o.png", "--max-memory", "lots"], "not a memory size"),
+    (["render", "{photo}", "{tmp}/o.png", "--fc-spatial", "2"], "between 0 and 1"),
+    (["render", "{photo}", "{tmp}/o.png", "--see-mask", "{photo}"], "needs classes"),
+    (["render", "{photo}", "{tmp}/o.png", "--see", "castle", "--see-mask", "{tmp}/tall.png"],
+     "paint the mask over the photo"),
+    (["sees", "{photo}", "--map", "{tmp}/o.gif"], "must end in .png"),
 ])
 def test_bad_input_is_one_clear_line(tmp_path, photo, args, message):
     (tmp_path / "text.png").write_text("not really a picture")
     (tmp_path / "empty.png").write_bytes(b"")
+    Image.new("L", (30, 90)).save(tmp_path / "tall.png")
     argv = [a.format(tmp=tmp_path, photo=photo) for a in args]
     r = run(*argv, *FAST[:2])
     assert r.returncode == 2
@@ -176,3 +182,30 @@ def test_submit_waits_for_a_starting_daemon_and_spawn_takes_the_model_options(tm
 
         with Client(json.loads(connection.read_text())["endpoint"]) as client:
             client.shutdown()
+
+
+def test_sees_lists_and_draws_what_the_net_sees_where(tmp_path):
+    """A 480x256 photo: 9x2 windows of 224 px (every 32 px) at its own size; the map is the
+    photo's size and says the weights are random."""
+    y, x = np.mgrid[0:256, 0:480]
+    rgb = np.stack([x // 2, y, (x * y) % 256], axis=2).astype(np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "wide.png")
+    r = run("sees", tmp_path / "wide.png", "--map", tmp_path / "map.png", "--weights", "random",
+            "--top", "3")
+    assert r.returncode == 0, r.stderr
+    assert "9x2 windows of 224 px at 480x256" in r.stdout and "RANDOM weights" in r.stdout
+    shares = [float(line.split("%")[0]) for line in r.stdout.splitlines()[1:4]]
+    assert shares == sorted(shares, reverse=True) and shares[0] >= 100 / 18
+    drawn = np.asarray(Image.open(tmp_path / "map.png").convert("RGB")).astype(int)
+    assert drawn.shape == (256, 480, 3)
+    assert np.abs(drawn - rgb).mean() > 20  # faded and coloured, not the photo
+
+
+def test_render_steered_under_a_mask_in_the_spatial_mode(tmp_path, photo):
+    mask = np.zeros((60, 80), np.uint8)
+    mask[:, :40] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    r = run("render", photo, tmp_path / "s.png", *FAST, "--see", "castle", "--see-mask",
+            tmp_path / "mask.png", "--fc-spatial", "0.5", "--top", "0")
+    assert r.returncode == 0, r.stderr
+    assert Image.open(tmp_path / "s.png").size == (48, 36)

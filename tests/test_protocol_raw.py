@@ -165,6 +165,47 @@ def test_a_job_from_submit_to_ack(raw):
     check_documented(acked)
 
 
+def test_a_sees_task_and_a_steering_mask_are_as_documented(raw):
+    """task "sees": a RESULT whose picture is the class map, in the image's layout and size;
+    a steering mask frame after the image: a render steered there."""
+    raw.send({"type": "SUBMIT", "rid": 20, "task": "sees", "params": {"size": 256},
+              "image": META}, PIXELS)
+    result = raw.until("RESULT")[-1]
+    check_documented(result)
+    assert result["image"] == META and len(result["_frames"][0]) == len(PIXELS)
+    assert result["grid"]["width"] == max(META["width"], META["height"]) or \
+        result["grid"]["height"] == max(META["width"], META["height"])
+    assert result["sees"] and abs(sum(c["share"] for c in result["sees"]) - 1) < 1e-6
+    assert {"index", "name", "share", "probability"} == set(result["sees"][0])
+    raw.send({"type": "ACK", "rid": 21, "job": result["job"]})
+    raw.until("ACKED")
+
+    mask = bytes([255]) * (META["width"] * META["height"])
+    see_mask = {**META, "channels": 1, "order": "A"}
+    raw.send({"type": "SUBMIT", "rid": 22, "params": {**TINY, "see": {"castle": 1.0}},
+              "image": META, "see_mask": see_mask}, PIXELS, mask)
+    messages = raw.until("RESULT")
+    assert "see" in messages[-2]["losses"] and messages[-1]["iterations"] == TINY["iterations"]
+    raw.send({"type": "ACK", "rid": 23, "job": messages[-1]["job"]})
+    raw.until("ACKED")
+    raw.send({"type": "SUBMIT", "rid": 27, "params": {**TINY, "see": {"castle": 1.0}},
+              "image": META, "see_mask": see_mask}, PIXELS, bytes(len(mask)))
+    failed = raw.until("ERROR")[-1]  # the mask reached the render: an empty one is refused
+    assert failed["code"] == "bad_params" and "mask is empty" in failed["message"]
+
+    raw.send({"type": "SUBMIT", "rid": 24, "params": TINY, "image": META,
+              "see_mask": see_mask}, PIXELS, mask)
+    refused, _ = raw.receive()
+    assert refused["code"] == "bad_params" and "see" in refused["message"]
+    raw.send({"type": "SUBMIT", "rid": 25, "params": {**TINY, "see": {"castle": 1.0}},
+              "image": META, "see_mask": {**see_mask, "width": 8}}, PIXELS, mask[:8 * 32])
+    refused, _ = raw.receive()
+    assert refused["code"] == "bad_image" and "see_mask" in refused["message"]
+    raw.send({"type": "SUBMIT", "rid": 26, "task": "paint", "image": META}, PIXELS)
+    refused, _ = raw.receive()
+    assert refused["code"] == "bad_message" and "task" in refused["message"]
+
+
 def test_position_counts_the_jobs_ahead_and_cancel_order_is_as_documented(raw):
     jobs = []
     for rid in (10, 11, 12):
@@ -190,9 +231,14 @@ def test_position_counts_the_jobs_ahead_and_cancel_order_is_as_documented(raw):
     event = raw.until("CANCELLED", running)[-1]
     assert "rid" not in event and event["reason"] == "request"
 
-    raw.send({"type": "STATUS", "rid": 15})
-    status = raw.until("STATUS_REPLY")[-1]
-    assert status["running"][0]["job"] == last  # it started when the others were cancelled
+    deadline = time.monotonic() + 10  # it starts when the others are cancelled
+    while True:
+        raw.send({"type": "STATUS", "rid": 15})
+        status = raw.until("STATUS_REPLY")[-1]
+        if status["running"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert status["running"][0]["job"] == last
     check_documented(status, ("stored", "running"))
     raw.send({"type": "CANCEL", "rid": 16, "job": last})
     assert raw.until("CANCELLED", last)[-1]["state"] == "cancelling"
