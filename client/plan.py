@@ -12,11 +12,11 @@ Standard library only: this runs inside the editors' own Python.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .connection import MirageError
-from .presets import QUICK, Settings
+from .presets import CUSTOM_SIZE, QUICK, SEES_SIZE, Settings
 
 #: Before a render estimated longer than this, the dialogs say how long it takes and ask.
 ASK_SECONDS = 180.0
@@ -38,6 +38,8 @@ class Plan:
     device: str
     mode: str
     """The settings' size mode (the advice before a long render depends on it)."""
+    task: str = "render"
+    """``render``, or ``sees``: the map of what the net sees where."""
 
     @property
     def scaled(self) -> bool:
@@ -50,6 +52,8 @@ class Plan:
     def summary(self) -> str:
         """``"Rendering at 160x107 px (about 40 s on cpu)"``."""
         width, height = self.render
+        if self.task == "sees":
+            return f"Mapping what the net sees where, at {width}x{height} px"
         return (f"Rendering at {width}x{height} px (about {duration(self.seconds)} on "
                 f"{self.device})")
 
@@ -90,6 +94,23 @@ def plan_render(session: Any, settings: Settings, width: int, height: int) -> Pl
                           f"is more.", "too_large")
     return Plan(params, (width, height), render, send, float(reply["seconds"]),
                 reply["device"], settings.size_mode)
+
+
+def plan_sees(session: Any, width: int, height: int) -> Plan:
+    """The plan of a "what the net sees where" map of an area: analysed with its longest side
+    at :data:`SEES_SIZE` (at most its own), one forward pass (nothing to ask), drawn by the
+    daemon at the area's size."""
+    size = min(SEES_SIZE, max(width, height))
+    plan = plan_render(session, Settings(size_mode=CUSTOM_SIZE, size=size, iterations=1),
+                       width, height)
+    return replace(plan, params={"size": plan.params["size"]}, seconds=0.0, task="sees")
+
+
+def sees_layer_name(header: dict[str, Any]) -> str:
+    """The map layer's name: what the net sees most, and when its weights are random."""
+    top = ", ".join(s["name"].split(",")[0] for s in header.get("sees", [])[:3])
+    untrained = ", random weights" if not header.get("pretrained", True) else ""
+    return f"What the net sees where ({top}{untrained})"
 
 
 def duration(seconds: float) -> str:

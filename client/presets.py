@@ -44,6 +44,15 @@ QUICK, LAYER, CUSTOM_SIZE = "quick", "layer", "custom"
 SIZE_MODES = {QUICK: "Quick look (about a minute)", LAYER: "Layer size",
               CUSTOM_SIZE: "Custom size"}
 
+#: How the fc content layers read the picture (the render parameter ``fc_spatial``): the whole
+#: picture at once (the method's own), window by window (keeps where things are), or both.
+POOLED, SPATIAL, BOTH = "pooled", "spatial", "both"
+SEEING = {POOLED: ("What it sees", 0.0), SPATIAL: ("What it sees, and where", 1.0),
+          BOTH: ("Both", 0.5)}
+#: The longest side "what the net sees where" analyses a picture at: 26x18 windows of 224 px
+#: for a 3:2 photo (the CLI's ``sees`` and the plug-ins' map).
+SEES_SIZE = 1024
+
 
 @dataclass
 class Settings:
@@ -65,6 +74,11 @@ class Settings:
     see: str = ""
     """Classes to steer towards, as ``class[:weight],...`` (names, indices or @groups)."""
     see_weight: float = 1.0
+    seeing: str = POOLED
+    """One of :data:`SEEING`."""
+    see_in_selection: bool = False
+    """Steer only inside the selection and render the whole layer (else the selection is the
+    area rendered)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Further render parameters by protocol name, for scripts."""
 
@@ -75,6 +89,16 @@ class Settings:
             raise ValueError(f"unknown preset {self.preset!r}; choose one of "
                              f"{', '.join(PRESET_NAMES)}")
         return parse_weighted(self.custom_layers, "layer")
+
+    def steers_in_selection(self, has_selection: bool) -> bool:
+        """Whether the selection says where to steer (and the whole layer is rendered)."""
+        return self.see_in_selection and has_selection and bool(self.see.strip())
+
+    def fc_spatial(self) -> float:
+        if self.seeing not in SEEING:
+            raise ValueError(f"unknown seeing {self.seeing!r}; choose one of "
+                             f"{', '.join(SEEING)}")
+        return SEEING[self.seeing][1]
 
     def render_size(self, width: int, height: int, quick_size: int) -> int:
         """The longest side to render an area of ``width`` x ``height`` at; ``quick_size`` is
@@ -96,15 +120,16 @@ class Settings:
                 "size": int(size), "iterations": int(self.iterations), "seed": int(self.seed),
                 "original_colors": bool(self.original_colors),
                 "see": parse_weighted(self.see, "class"), "see_weight": float(self.see_weight),
-                **self.extra}
+                "fc_spatial": self.fc_spatial(), **self.extra}
 
     def layer_name(self, pretrained: bool = True) -> str:
         """A new layer's name that says how it was made (and when the daemon's network was
         not trained: its random weights show the method, not a mirage)."""
         layers = "+".join(self.content_layers())
         seeing = ", sees " + " + ".join(parse_weighted(self.see, "class")) if self.see else ""
+        where = {POOLED: "", SPATIAL: " where", BOTH: " and where"}.get(self.seeing, "")
         untrained = ", random weights" if not pretrained else ""
-        return (f"Neural Mirage ({layers}, content {self.content_weight:g}, "
+        return (f"Neural Mirage ({layers}{where}, content {self.content_weight:g}, "
                 f"style {self.style_weight:g}, seed {self.seed}{seeing}{untrained})")
 
 

@@ -219,8 +219,8 @@ class Client:
         """Queue a render; returns ACCEPTED (``job`` is the daemon's id, ``position``).
 
         ``output`` (width, height): the daemon scales the result to this size (an editor's area,
-        when it sent the pixels scaled down); the mask is then of that size too. ``see_mask``
-        (one byte a pixel, the image's size): steer only there. ``task`` ``sees``: the result
+        when it sent the pixels scaled down); the masks are then of that size too. ``see_mask``
+        (one byte a pixel): steer only there. ``task`` ``sees``: the result
         is the map of what the net sees where, not a render.
         """
         header: dict[str, Any] = {"type": P.SUBMIT, "params": params or {}, "image": image,
@@ -235,7 +235,7 @@ class Client:
             header["mask"] = P.image_meta(width, height, 1, "u8", "A")
             frames.append(mask)
         if see_mask is not None:
-            header["see_mask"] = P.image_meta(image["width"], image["height"], 1, "u8", "A")
+            header["see_mask"] = P.image_meta(width, height, 1, "u8", "A")
             frames.append(see_mask)
         reply, _ = self.request(header, frames)
         return reply

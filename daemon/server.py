@@ -359,11 +359,12 @@ class Daemon:
         see_mask = header.get("see_mask")
         if has_see_mask:
             see_frame = frames[3 + has_mask]
-            pixels.check_frame(see_mask, see_frame.buffer, self.config.max_pixels, "see_mask")
+            pixels.check_frame(see_mask, see_frame.buffer, self.config.max_output_pixels,
+                               "see_mask")
             if see_mask["channels"] != 1 or (see_mask["width"], see_mask["height"]) != (
-                    width, height):
+                    output or (width, height)):
                 raise P.ProtocolError(P.E_BAD_IMAGE, "the see_mask must have 1 channel and the "
-                                      "image's width and height")
+                                      f"{'output' if output else 'image'}'s width and height")
             if not params.see:
                 raise P.ProtocolError(P.E_BAD_PARAMS, "a steering mask (see_mask) needs classes "
                                       "to steer towards (params.see)")

@@ -125,7 +125,8 @@ class Worker(threading.Thread):
             see_mask = None
             if job.see_mask_frame is not None:
                 plane, _ = pixels.decode(job.see_mask_meta, job.see_mask_frame.buffer, "see_mask")
-                see_mask = torch.from_numpy(plane)
+                height, width = rgb.shape[:2]  # it may come at the output's size, as the mask
+                see_mask = torch.from_numpy(pixels.resize_plane(plane, width, height))
             job.frame = job.mask_frame = job.see_mask_frame = None  # converted: not needed now
             # (H, W, 3) memory is NCHW's channels_last: the network reads it without a copy.
             content = torch.from_numpy(rgb).permute(2, 0, 1)
@@ -158,8 +159,8 @@ class Worker(threading.Thread):
 
     def _sees(self, job: Job, rgb: Any, content: torch.Tensor) -> tuple[RenderResult,
                                                                           dict[str, Any]]:
-        """The map of what the net sees where (task ``sees``), at the image's size, analysed at
-        ``params.size`` (at most the image's own)."""
+        """The map of what the net sees where (task ``sees``), drawn at the output's size (or
+        the image's), analysed at ``params.size`` (at most the image's own)."""
         started = time.perf_counter()
         height, width = rgb.shape[:2]
         fitted = fit_size(width, height, min(job.params.size, max(width, height)))
@@ -167,6 +168,8 @@ class Worker(threading.Thread):
             image = resize(content[None].to(self.device), *fitted)[0]
             seen = where_seen(self.model, image)
             overall = top_classes(self.model, image, 5, self.model.labels)
+        if job.output is not None and job.output != (width, height):  # sharp labels there
+            rgb = resize(content[None], *job.output)[0].permute(1, 2, 0).numpy()
         caption = f"what the net sees where: {self.info.label}"
         picture = draw(rgb, seen, self.model.labels, caption)
         drawn = torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255.0).permute(2, 0, 1)

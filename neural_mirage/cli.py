@@ -214,10 +214,6 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
-#: The size ``sees`` analyses a photo at by default: 26x18 windows for a 3:2 photo.
-SEES_SIZE = 1024
-
-
 def cmd_sees(args: argparse.Namespace) -> int:
     """What the net sees where: the top class of every 224 px window, printed and drawn."""
     from .convert import to_tensor
@@ -462,6 +458,8 @@ def add_client_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .client.presets import SEES_SIZE
+
     parser = _Parser(prog="neural-mirage", description=(
         "Neural mirage: style transfer whose content is what VGG19's fully connected layers "
         "see in a photo."))

@@ -104,13 +104,17 @@ def rendered_as_sent(daemon: DaemonProcess, sent: dict, dtype, order: str):
     width, height = sent["send"]
     pixels = np.frombuffer(bytes.fromhex(sent["pixels"]), dtype).reshape(height, width, 4)
     _, _, area_w, area_h = sent["area"]
-    mask = None
-    if sent["mask"] is not None:
-        mask = np.frombuffer(bytes.fromhex(sent["mask"]), np.uint8).reshape(area_h, area_w)
-    return rendered(daemon, pixels, order, sent["params"], mask, output=(area_w, area_h))
+    masks = {}
+    for name in ("mask", "see_mask"):
+        if sent.get(name) is not None:
+            masks[name] = np.frombuffer(bytes.fromhex(sent[name]), np.uint8).reshape(area_h,
+                                                                                     area_w)
+    return rendered(daemon, pixels, order, sent["params"], output=(area_w, area_h),
+                    task=sent.get("task", "render"), **masks)
 
 
-def rendered(daemon: DaemonProcess, pixels, order: str, params: dict, mask=None, output=None):
+def rendered(daemon: DaemonProcess, pixels, order: str, params: dict, mask=None, output=None,
+             see_mask=None, task: str = "render"):
     """The daemon's own result for ``pixels`` (H, W, 4; uint8, uint16 or float32), as an array
     of the same layout, sized ``output`` (width, height) when given.
 
@@ -125,7 +129,8 @@ def rendered(daemon: DaemonProcess, pixels, order: str, params: dict, mask=None,
     height, width = pixels.shape[:2]
     with daemon.client(timeout=60) as c:
         result = c.render(pixels.tobytes(), image_meta(width, height, 4, dtype, order), params,
-                          mask=None if mask is None else mask.tobytes(), output=output)
+                          mask=None if mask is None else mask.tobytes(), output=output,
+                          see_mask=None if see_mask is None else see_mask.tobytes(), task=task)
         c.ack(result.job)
     out_w, out_h = output or (width, height)
     return np.frombuffer(result.pixels, pixels.dtype).reshape(out_h, out_w, 4)

@@ -188,6 +188,35 @@ def test_result_lands_on_the_area_whatever_the_render_size(gimp, daemon, name, s
     assert res["base_unchanged"]
 
 
+def test_steering_in_the_selection_and_what_the_net_sees(gimp, daemon):
+    """A 600x400 photo with an ellipse selected away from the origin: "see a castle" only in
+    the selection renders the whole layer in the spatial mode (the selection steers, it does
+    not crop); What the Net Sees maps the selection. Both are the daemon's results for what
+    the plug-in sent."""
+    steer = {**BASE, "size_mode": "custom", "size": 160, "see": "castle",
+             "see_in_selection": True, "seeing": "spatial"}
+    ellipse = ["ellipse", 150, 100, 240, 160]
+    res = gimp.session(photo(600, 400), [
+        {"settings": {}, "selection": ["rect", 150, 100, 240, 160], "record": True,
+         "task": "sees", "composite": True},
+        {"settings": steer, "selection": ellipse, "record": True, "composite": True}])
+    seen, steered = res["calls"]
+    assert steered["status"] == "success", steered["error"]
+    assert steered["offsets"] == [0, 0] and steered["size"] == [600, 400]
+    assert steered["sent"]["mask"] is None and steered["sent"]["see_mask"] is not None
+    assert steered["sent"]["params"]["fc_spatial"] == 1.0
+    assert " where," in steered["name"] and "sees castle" in steered["name"]
+    assert seen["status"] == "success", seen["error"]
+    assert seen["offsets"] == [150, 100] and seen["size"] == [240, 160]
+    assert seen["name"].startswith("What the net sees where (")
+    for name, call in (("steered", steered), ("sees", seen)):
+        save(layer_pixels(call), f"gimp-{name}.png")
+        composite = np.frombuffer(bytes.fromhex(call["composite"]), np.uint8)
+        save(composite.reshape(400, 600, 4), f"gimp-{name}-in-place.png")
+        np.testing.assert_array_equal(layer_pixels(call), daemon_result(daemon, call["sent"]))
+    assert res["base_unchanged"]
+
+
 @pytest.mark.parametrize("precision", ["u16", "float"])
 def test_high_precision_images_in_place_and_in_range(gimp, daemon, precision):
     """16-bit and float images travel as float; a smaller render scaled back to the area keeps

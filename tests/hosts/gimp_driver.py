@@ -68,23 +68,30 @@ def select(image, selection):
         image.select_ellipse(Gimp.ChannelOps.REPLACE, x, y, w, h)
 
 
-def sent(plugin, image, base, settings_map, fmt):
-    """What the plug-in sends for these settings: plan, pixels, mask (hex), area."""
+def sent(plugin, image, base, settings_map, fmt, task="render"):
+    """What the plug-in sends for these settings: plan, pixels, masks (hex), area, task (the
+    base layer is at the origin)."""
     settings = plugin.Settings(**settings_map)
     _, x, y, w, h = base.mask_intersect()
+    selected = not Gimp.Selection.is_empty(image)
+    steer = task == "render" and settings.steers_in_selection(selected)
+    if steer:
+        x, y, w, h = 0, 0, base.get_width(), base.get_height()
     session = plugin.open_session()
     try:
-        plan = plugin.plan_render(session, settings, w, h)
+        plan = (plugin.plan_sees(session, w, h) if task == "sees" else
+                plugin.plan_render(session, settings, w, h))
     finally:
         session.close()
     pixels = plugin.read_area(image, base, (x, y, w, h), plan, fmt)
     mask = None
-    if not Gimp.Selection.is_empty(image):
+    if selected:
         rect = Gegl.Rectangle.new(x, y, w, h)
         mask = bytes(image.get_selection().get_buffer().get(rect, 1.0, "Y u8",
                                                           Gegl.AbyssPolicy.NONE)).hex()
     return {"params": plan.params, "send": list(plan.send), "area": [x, y, w, h],
-            "pixels": pixels.hex(), "mask": mask, "seconds": plan.seconds}
+            "pixels": pixels.hex(), "mask": None if steer else mask,
+            "see_mask": mask if steer else None, "task": task, "seconds": plan.seconds}
 
 
 def composite(image):
@@ -129,9 +136,12 @@ def main():
     for spec in SCENARIO["calls"]:
         select(image, spec.get("selection"))
         out, layer = {}, None
+        task = spec.get("task", "render")
         if spec.get("run", True):
-            out = call(procedure, image, base, RUN_MODES[spec.get("mode", "noninteractive")],
-                       spec.get("settings", {}))
+            called = (procedure if task == "render" else
+                      Gimp.get_pdb().lookup_procedure("python-fu-neural-mirage-sees"))
+            out = call(called, image, base, RUN_MODES[spec.get("mode", "noninteractive")],
+                       spec.get("settings", {}) if task == "render" else {})
             layer = out.pop("layer", None)
         if layer is not None:
             _, x, y = layer.get_offsets()
@@ -141,7 +151,7 @@ def main():
             out["composite"] = composite(image).hex()
         if spec.get("record"):
             try:
-                out["sent"] = sent(plugin, image, base, spec["settings"], fmt)
+                out["sent"] = sent(plugin, image, base, spec["settings"], fmt, task)
             except Exception as exc:  # an older plug-in: the test fails on what it sees first
                 out["sent_error"] = repr(exc)
         result["calls"].append(out)

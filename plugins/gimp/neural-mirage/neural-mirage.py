@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Neural Mirage for GIMP 3: Filters > Artistic > Neural Mirage..., and ``python-fu-neural-mirage``
 for scripts (non-interactive and with-last-values runs work, so gimp-console batch jobs can call
-it through the PDB).
+it through the PDB); Filters > Artistic > What the Net Sees (``python-fu-neural-mirage-sees``)
+adds a map of the class the net sees in each 224 px window, as a layer.
 
 The render happens in the neural-mirage daemon; this plug-in sends the active layer (limited to
 the selection's bounds, and scaled down in GIMP when the render is smaller), shows progress, and
@@ -25,10 +26,17 @@ from _mirage.connection import (  # noqa: E402
     open_session,
 )
 from _mirage.job import JobCancelled  # noqa: E402
-from _mirage.plan import Plan, plan_render, progress_text  # noqa: E402
+from _mirage.plan import (  # noqa: E402
+    Plan,
+    plan_render,
+    plan_sees,
+    progress_text,
+    sees_layer_name,
+)
 from _mirage.presets import (  # noqa: E402
     CUSTOM,
     PRESET_NAMES,
+    SEEING,
     SIZE_MODES,
     Settings,
     class_matches,
@@ -41,6 +49,7 @@ from _mirage.presets import (  # noqa: E402
 from gi.repository import Gegl, Gimp, GLib, GObject  # noqa: E402
 
 PROCEDURE = "python-fu-neural-mirage"
+SEES_PROCEDURE = "python-fu-neural-mirage-sees"
 MIN_SIDE = 32
 PICKER_PLACEHOLDER = "church, lakeside:0.5, @water"
 RW = GObject.ParamFlags.READWRITE
@@ -71,13 +80,16 @@ def settings_from(config: Any) -> Settings:
                     seed=config.get_property("seed"),
                     original_colors=config.get_property("original-colors"),
                     see=text("see"),
-                    see_weight=config.get_property("see-weight"))
+                    see_weight=config.get_property("see-weight"),
+                    seeing=text("seeing") or defaults.seeing,
+                    see_in_selection=config.get_property("see-in-selection"))
 
 
 def render(image: Any, drawable: Any, settings: Settings, progress: Any,
-           ask: Any = None) -> Any:
+           ask: Any = None, task: str = "render") -> Any:
     """Plan with the daemon, send the pixels, follow the job, insert the result; returns the new
-    layer. ``ask(question)`` confirms a long render (interactive runs); None never asks."""
+    layer. ``ask(question)`` confirms a long render (interactive runs); None never asks.
+    ``task`` ``sees``: the layer is the map of what the net sees where."""
     if image.get_base_type() != Gimp.ImageBaseType.RGB:
         raise MirageError("Neural Mirage works on RGB images; convert this one with "
                           "Image > Mode > RGB")
@@ -91,22 +103,29 @@ def render(image: Any, drawable: Any, settings: Settings, progress: Any,
         raise MirageError(f"the area is {w}x{h} pixels; Neural Mirage needs at least "
                           f"{MIN_SIDE}x{MIN_SIDE}")
     _, ox, oy = drawable.get_offsets()
-    mask = None
-    if not Gimp.Selection.is_empty(image):
+    mask = see_mask = None
+    selected = not Gimp.Selection.is_empty(image)
+    steer = task == "render" and settings.steers_in_selection(selected)
+    if steer:  # the whole layer is rendered; the selection says where to steer
+        x, y, w, h = 0, 0, drawable.get_width(), drawable.get_height()
+    if selected:
         selection = image.get_selection().get_buffer()
-        mask = bytes(selection.get(Gegl.Rectangle.new(ox + x, oy + y, w, h), 1.0, "Y u8",
-                                   Gegl.AbyssPolicy.NONE))
+        selected_bytes = bytes(selection.get(Gegl.Rectangle.new(ox + x, oy + y, w, h), 1.0,
+                                             "Y u8", Gegl.AbyssPolicy.NONE))
+        see_mask, mask = (selected_bytes, None) if steer else (None, selected_bytes)
     session = open_session(on_spawn=lambda: Gimp.progress_set_text(
         "Starting the neural-mirage daemon (loading the network)..."))
     try:
-        plan = plan_render(session, settings, w, h)
+        plan = (plan_sees(session, w, h) if task == "sees" else
+                plan_render(session, settings, w, h))
         if plan.long and ask is not None and not ask(plan.question()):
             raise JobCancelled()
         Gimp.progress_set_text(plan.summary())
         pixels = read_area(image, drawable, (x, y, w, h), plan, fmt)
         meta = {"width": plan.send[0], "height": plan.send[1], "channels": 4, "dtype": dtype,
                 "order": "RGBA"}
-        accepted = session.submit(pixels, meta, plan.params, mask=mask, output=plan.area)
+        accepted = session.submit(pixels, meta, plan.params, mask=mask, output=plan.area,
+                                  see_mask=see_mask, task=plan.task)
         job = accepted["job"]
         watch = session.watch(job, progress)
         result = None
@@ -115,7 +134,8 @@ def render(image: Any, drawable: Any, settings: Settings, progress: Any,
                 watch.cancel()
             result = watch.poll(0.1)
             progress.pump()
-        name = settings.layer_name(result.header.get("pretrained", True))
+        name = (sees_layer_name(result.header) if task == "sees" else
+                settings.layer_name(result.header.get("pretrained", True)))
         layer = _insert(image, drawable, result, name, fmt,
                         (ox + x, oy + y, w, h))
         session.ack(job)
@@ -272,6 +292,28 @@ def confirm(question: str) -> bool:
     return answer == Gtk.ResponseType.OK
 
 
+def run_sees(procedure: Any, run_mode: Any, image: Any, drawables: list, config: Any,
+             data: Any) -> Any:
+    """What the Net Sees: no options, a progress bar, the map as a new layer."""
+    if len(drawables) != 1:
+        return procedure.new_return_values(Gimp.PDBStatusType.CALLING_ERROR,
+                                           GLib.Error("select exactly one layer"))
+    Gimp.progress_init("What the net sees")
+    try:
+        layer = render(image, drawables[0], Settings(), Progress(), task="sees")
+    except (MirageError, ValueError) as exc:
+        return procedure.new_return_values(Gimp.PDBStatusType.EXECUTION_ERROR,
+                                           GLib.Error(str(exc)))
+    return _layer_values(procedure, layer)
+
+
+def _layer_values(procedure: Any, layer: Any) -> Any:
+    values = procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
+    values.remove(1)  # the declared return value's empty slot
+    values.insert(1, GObject.Value(Gimp.Layer, layer))
+    return values
+
+
 def run(procedure: Any, run_mode: Any, image: Any, drawables: list, config: Any,
         data: Any) -> Any:
     if len(drawables) != 1:
@@ -307,10 +349,7 @@ def run(procedure: Any, run_mode: Any, image: Any, drawables: list, config: Any,
         if isinstance(progress, DialogProgress):
             progress.close()
     save_settings("gimp", settings)
-    values = procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
-    values.remove(1)  # the declared return value's empty slot
-    values.insert(1, GObject.Value(Gimp.Layer, layer))
-    return values
+    return _layer_values(procedure, layer)
 
 
 class NeuralMirage(Gimp.PlugIn):
@@ -318,9 +357,11 @@ class NeuralMirage(Gimp.PlugIn):
         return False
 
     def do_query_procedures(self) -> list[str]:
-        return [PROCEDURE]
+        return [PROCEDURE, SEES_PROCEDURE]
 
     def do_create_procedure(self, name: str) -> Any:
+        if name == SEES_PROCEDURE:
+            return self._sees_procedure(name)
         p = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, run, None)
         p.set_image_types("RGB*")
         p.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE)
@@ -359,8 +400,32 @@ class NeuralMirage(Gimp.PlugIn):
         p.add_string_argument("see", "Make it see",
                               "classes to steer towards, e.g. church, lakeside:0.5, @water",
                               defaults.see, RW)
+        p.add_boolean_argument("see-in-selection", "Only in the selection",
+                               "steer only inside the selection (the whole layer is rendered)",
+                               defaults.see_in_selection, RW)
         p.add_double_argument("see-weight", "Seeing strength", "how strongly the classes pull",
                               *field_range("see_weight"), defaults.see_weight, RW)
+        seeing = Gimp.Choice.new()
+        for number, (nick, (label, _)) in enumerate(SEEING.items()):
+            seeing.add(nick, number, label, "")
+        p.add_choice_argument("seeing", "Keep",
+                              "pooled: what the net sees in the whole picture; spatial: also "
+                              "where (one 224 px window every 32 px); both",
+                              seeing, defaults.seeing, RW)
+        p.add_layer_return_value("layer", "Layer", "the new layer", False, RW)
+        return p
+
+    def _sees_procedure(self, name: str) -> Any:
+        p = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, run_sees, None)
+        p.set_image_types("RGB*")
+        p.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE)
+        p.set_menu_label("What the Net Sees")
+        p.add_menu_path("<Image>/Filters/Artistic")
+        p.set_documentation(
+            "Map what VGG19 sees where in a layer",
+            "Adds a layer above the active one (within the selection) showing the class the "
+            "net sees in each 224 px window, labelled, over a faded copy of the layer.", name)
+        p.set_attribution("neural-mirage", "neural-mirage", "2026")
         p.add_layer_return_value("layer", "Layer", "the new layer", False, RW)
         return p
 

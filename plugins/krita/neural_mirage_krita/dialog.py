@@ -1,6 +1,8 @@
-"""The Neural Mirage dialog: presets, main weights, render size and class steering, live progress
-and preview, Cancel. Errors go to a scrolling box under the form, so a long one (a daemon that
-cannot start) is read whole and leaves the form as it is."""
+"""The Neural Mirage dialog: presets, main weights, render size, how the net reads the picture
+(what it sees, or where), class steering (everywhere or in the selection), live progress and
+preview, Cancel; and a map of what the net sees where, as a layer. Errors go to a scrolling box
+under the form, so a long one (a daemon that cannot start) is read whole and leaves the form as
+it is."""
 
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ from ._mirage.presets import (
     CUSTOM,
     CUSTOM_SIZE,
     PRESET_NAMES,
+    SEEING,
     SIZE_MODES,
     Settings,
     field_range,
@@ -83,6 +86,15 @@ class MirageDialog(QDialog):
         self.see_weight = _spin(QDoubleSpinBox(), *field_range("see_weight"), s.see_weight,
                                 decimals=2)
         self.see_weight.setToolTip("how strongly the classes pull (0: off)")
+        self.seeing = QComboBox()
+        for nick, (label, _) in SEEING.items():
+            self.seeing.addItem(label, nick)
+        self.seeing.setCurrentIndex(max(0, self.seeing.findData(s.seeing)))
+        self.seeing.setToolTip("what the fc content keeps: what the net sees in the whole "
+                               "picture, or also where it sees it (one 224 px window every "
+                               "32 px)")
+        self.see_in_selection = QCheckBox("Only in the selection (renders the whole layer)")
+        self.see_in_selection.setChecked(s.see_in_selection)
         form = QFormLayout()
         form.addRow("Preset", self.preset)
         form.addRow("Content layers", self.custom)
@@ -91,8 +103,10 @@ class MirageDialog(QDialog):
         form.addRow("Render size", size_row)
         form.addRow("Iterations", self.iterations)
         form.addRow("Seed", self.seed)
+        form.addRow("Keep", self.seeing)
         form.addRow("", self.colors)
         form.addRow("Make it see", self.see)
+        form.addRow("", self.see_in_selection)
         form.addRow("Seeing strength", self.see_weight)
         self.preset.currentTextChanged.connect(
             lambda name: self.custom.setEnabled(name == CUSTOM))
@@ -112,12 +126,17 @@ class MirageDialog(QDialog):
         self.errors.hide()
         self.buttons = QDialogButtonBox()
         self.render_button = QPushButton("Render")
+        self.map_button = QPushButton("Map what it sees")
+        self.map_button.setToolTip("add a layer showing the class the net sees in each 224 px "
+                                   "window of the layer (or selection)")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.buttons.addButton(self.render_button, QDialogButtonBox.ActionRole)
+        self.buttons.addButton(self.map_button, QDialogButtonBox.ActionRole)
         self.buttons.addButton(self.cancel_button, QDialogButtonBox.ActionRole)
         self.buttons.addButton(QDialogButtonBox.Close)
-        self.render_button.clicked.connect(self.start)
+        self.render_button.clicked.connect(lambda: self.start())  # not clicked's bool
+        self.map_button.clicked.connect(lambda: self.start("sees"))
         self.cancel_button.clicked.connect(self.cancel)
         self.buttons.rejected.connect(self.close)
 
@@ -135,9 +154,11 @@ class MirageDialog(QDialog):
                         size_mode=self.size_mode.currentData(), size=self.size.value(),
                         iterations=self.iterations.value(),
                         seed=self.seed.value(), original_colors=self.colors.isChecked(),
-                        see=self.see.text(), see_weight=self.see_weight.value())
+                        see=self.see.text(), see_weight=self.see_weight.value(),
+                        seeing=self.seeing.currentData(),
+                        see_in_selection=self.see_in_selection.isChecked())
 
-    def start(self) -> None:
+    def start(self, task: str = "render") -> None:
         settings = self.settings()
         save_settings(EDITOR, settings)
         doc = Krita.instance().activeDocument()
@@ -145,12 +166,13 @@ class MirageDialog(QDialog):
         self.progress.setValue(0)
         try:
             self.run = MirageRun(doc, doc.activeNode() if doc else None, settings,
-                                 on_progress=self._progress, confirm=self._confirm)
+                                 on_progress=self._progress, confirm=self._confirm, task=task)
         except (MirageError, ValueError) as exc:
             self._failed(str(exc))
             return
         self.status.setText(self.run.stage)
         self.render_button.setEnabled(False)
+        self.map_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.timer.start()
 
@@ -193,6 +215,7 @@ class MirageDialog(QDialog):
     def _finish(self) -> None:
         self.timer.stop()
         self.render_button.setEnabled(True)
+        self.map_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
 
     def _failed(self, message: str) -> None:

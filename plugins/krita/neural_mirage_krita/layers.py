@@ -25,7 +25,7 @@ from PyQt5.QtWidgets import QApplication
 
 from ._mirage.connection import MirageError, friendly, open_session
 from ._mirage.job import JobCancelled
-from ._mirage.plan import Plan, plan_render
+from ._mirage.plan import Plan, plan_render, plan_sees, sees_layer_name
 from ._mirage.presets import Settings
 
 # (color model, depth) -> (protocol dtype, channel order). Krita keeps integer RGBA as B,G,R,A
@@ -47,14 +47,18 @@ class Area:
     dtype: str
     order: str
     mask: bytes | None
+    """The selection, where it limits the result (the result is transparent outside it)."""
+    see_mask: bytes | None = None
+    """The selection, where it says where to steer instead (the whole layer is rendered)."""
 
     def meta(self, width: int, height: int) -> dict[str, Any]:
         return {"width": width, "height": height, "channels": 4, "dtype": self.dtype,
                 "order": self.order}
 
 
-def read_area(doc: Any, node: Any) -> Area:
-    """The active layer and the area to render (no pixels yet: their size is planned first)."""
+def read_area(doc: Any, node: Any, steer_in_selection: bool = False) -> Area:
+    """The active layer and the area to render (no pixels yet: their size is planned first):
+    the selection's bounds, or the whole canvas when the selection says where to steer."""
     if doc is None or node is None:
         raise MirageError("open an image and select a paint layer first")
     if node.parentNode() is None:  # Krita still names a layer that an undo removed
@@ -69,7 +73,11 @@ def read_area(doc: Any, node: Any) -> Area:
                           f"32-bit float; this layer is {node.colorModel()} "
                           f"{node.colorDepth()}. Convert it (Image > Convert Image Color Space).")
     selection = doc.selection()
-    if selection is not None and selection.width() > 0 and selection.height() > 0:
+    see_mask = None
+    if steer_in_selection:
+        x, y, w, h = 0, 0, doc.width(), doc.height()
+        mask, see_mask = None, bytes(selection.pixelData(x, y, w, h))
+    elif selection is not None and selection.width() > 0 and selection.height() > 0:
         x, y, w, h = selection.x(), selection.y(), selection.width(), selection.height()
         mask = bytes(selection.pixelData(x, y, w, h))
     else:
@@ -78,7 +86,12 @@ def read_area(doc: Any, node: Any) -> Area:
     if w < MIN_SIDE or h < MIN_SIDE:
         raise MirageError(f"the area is {w}x{h} pixels; Neural Mirage needs at least "
                           f"{MIN_SIDE}x{MIN_SIDE}")
-    return Area(node, x, y, w, h, *fmt, mask)
+    return Area(node, x, y, w, h, *fmt, mask, see_mask)
+
+
+def has_selection(doc: Any) -> bool:
+    selection = doc.selection() if doc is not None else None
+    return selection is not None and selection.width() > 0 and selection.height() > 0
 
 
 def area_pixels(area: Area, send: tuple[int, int]) -> bytes:
@@ -149,12 +162,14 @@ class MirageRun:
     it), and :attr:`stage` says what it is doing for the dialog to show."""
 
     def __init__(self, doc: Any, node: Any, settings: Settings, on_progress: Any = None,
-                 confirm: Callable[[Plan], bool] | None = None) -> None:
+                 confirm: Callable[[Plan], bool] | None = None, task: str = "render") -> None:
         self.doc = doc
         self.settings = settings
         self.on_progress = on_progress
         self.confirm = confirm
-        self.area = read_area(doc, node)
+        self.task = task
+        steer = task == "render" and settings.steers_in_selection(has_selection(doc))
+        self.area = read_area(doc, node, steer)
         self.stage = "Connecting to the neural-mirage daemon..."
         self.layer: Any = None
         self.plan: Plan | None = None
@@ -169,6 +184,8 @@ class MirageRun:
 
         session = open_session(on_spawn=spawning)
         try:
+            if self.task == "sees":
+                return session, plan_sees(session, self.area.width, self.area.height)
             return session, plan_render(session, self.settings, self.area.width,
                                         self.area.height)
         except BaseException:
@@ -184,7 +201,8 @@ class MirageRun:
             result = self.watch.poll(timeout)
             if result is None:
                 return None
-            name = self.settings.layer_name(result.header.get("pretrained", True))
+            name = (sees_layer_name(result.header) if self.task == "sees" else
+                    self.settings.layer_name(result.header.get("pretrained", True)))
             self.layer = insert_result(self.doc, self.area, result, name)
             self.session.ack(self.watch.job)
             self._close()
@@ -208,7 +226,7 @@ class MirageRun:
             pixels = area_pixels(area, plan.send)
             self._step = _Background(lambda: self.session.submit(
                 pixels, area.meta(*plan.send), plan.params, mask=area.mask, preview_every=5,
-                preview_size=200, output=plan.area))
+                preview_size=200, output=plan.area, see_mask=area.see_mask, task=plan.task))
             return None
         self.watch = self.session.watch(value["job"], self.on_progress)
         if self._cancelled:

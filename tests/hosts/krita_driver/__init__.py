@@ -68,22 +68,25 @@ def select(doc, spec):
     doc.setSelection(selection)
 
 
-def sent(doc, base, settings):
-    """What the plug-in sends for these settings: plan, pixels, mask (hex), area."""
+def sent(doc, base, settings, task="render"):
+    """What the plug-in sends for these settings: plan, pixels, masks (hex), area, task."""
     from neural_mirage_krita import layers
     from neural_mirage_krita._mirage.connection import open_session
-    from neural_mirage_krita._mirage.plan import plan_render
+    from neural_mirage_krita._mirage.plan import plan_render, plan_sees
 
-    area = layers.read_area(doc, base)
+    steer = task == "render" and settings.steers_in_selection(layers.has_selection(doc))
+    area = layers.read_area(doc, base, steer)
     session = open_session()
     try:
-        plan = plan_render(session, settings, area.width, area.height)
+        plan = (plan_sees(session, area.width, area.height) if task == "sees" else
+                plan_render(session, settings, area.width, area.height))
     finally:
         session.close()
-    return {"params": plan.params, "send": list(plan.send),
+    return {"params": plan.params, "send": list(plan.send), "task": task,
             "area": [area.x, area.y, area.width, area.height],
             "pixels": layers.area_pixels(area, plan.send).hex(),
-            "mask": area.mask.hex() if area.mask is not None else None}
+            "mask": area.mask.hex() if area.mask is not None else None,
+            "see_mask": area.see_mask.hex() if area.see_mask is not None else None}
 
 
 def describe(layer):
@@ -111,6 +114,8 @@ def fill_dialog(dialog, settings):
     dialog.seed.setValue(settings.seed)
     dialog.see.setText(settings.see)
     dialog.see_weight.setValue(settings.see_weight)
+    dialog.seeing.setCurrentIndex(dialog.seeing.findData(settings.seeing))
+    dialog.see_in_selection.setChecked(settings.see_in_selection)
 
 
 class Watcher:
@@ -140,14 +145,15 @@ class Watcher:
                 "statuses": self.statuses}
 
 
-def dialog_render(doc, base, dialog, settings, record, shot=None):
-    """Render from the dialog's Render button; the result, the layers and one undo."""
+def dialog_render(doc, base, dialog, settings, record, shot=None, task="render"):
+    """Render from the dialog's Render button (or map what the net sees with its Map button);
+    the result, the layers and one undo."""
     fill_dialog(dialog, settings)
-    out = {"sent": sent(doc, base, settings)} if record else {}
+    out = {"sent": sent(doc, base, settings, task)} if record else {}
     before = [n.name() for n in doc.topLevelNodes()]
     out["before"] = before
     watcher = Watcher(dialog)
-    dialog.render_button.click()
+    (dialog.map_button if task == "sees" else dialog.render_button).click()
     wait_until(lambda: dialog.run is not None and (
         dialog.run.layer is not None or dialog.errors.isVisible()
         or dialog.status.text() == "Cancelled."), 300)
@@ -193,7 +199,8 @@ def run_renders(spec):
                 out["pixels"] = bytes(layer.pixelData(x, y, w, h)).hex()
         else:
             out = dialog_render(doc, base, dialog, settings, step.get("record", True),
-                                shot=f"krita-{spec['name']}-{index}.png")
+                                shot=f"krita-{spec['name']}-{index}.png",
+                                task=step.get("task", "render"))
         res["renders"].append(out)
     res["base_unchanged"] = bytes(base.pixelData(0, 0, doc.width(), doc.height())) == source
     dialog.close()
