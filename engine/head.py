@@ -27,6 +27,9 @@ from .params import RenderParams
 from .steering import steering_loss, steering_target
 from .vgg import HEAD_LAYERS, MirageVGG
 
+#: The spatial fc map's windows: 224 px of the image (7 pool5 cells), every 32 px.
+WINDOW, STRIDE = 224, 32
+
 
 def window_coverage(mask: Tensor, cells: tuple[int, int]) -> Tensor:
     """How much of each 7x7 window of pool5's map a (H, W) mask in [0, 1] covers: a (1, 1,

@@ -163,6 +163,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     from .engine import Progress, keep_freed_memory, pick_device, render
     from .engine.device import available_memory
     from .engine.estimate import check_memory
+    from .engine.head import WINDOW
+    from .engine.render import fit_size
     from .images import read_image, read_mask, write_image
     from .weights import load_model
 
@@ -186,6 +188,10 @@ def cmd_render(args: argparse.Namespace) -> int:
     if not info.pretrained:
         print(f"Using {info.label}: the result shows the method, not a real mirage.",
               file=sys.stderr)
+    final = fit_size(width, height, params.size)
+    if (params.fc_spatial or see_mask is not None) and min(final) < WINDOW:
+        print(f"Note: at {final[0]}x{final[1]} a side is under {WINDOW} px, so the spatial fc "
+              "map is one window across it there.", file=sys.stderr)
     progress = ProgressLine()
 
     def on_progress(p: Progress) -> None:

@@ -17,9 +17,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .engine.head import WhereSeen
+from .engine.head import STRIDE, WINDOW, WhereSeen
 
-WINDOW, STRIDE = 224, 32
 #: How far the photo fades towards white under the colours, and the colours' opacity.
 FADE, OPACITY = 0.55, 0.45
 #: Classes labelled on the map (the largest shares); the rest keep their colour only.

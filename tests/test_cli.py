@@ -209,3 +209,4 @@ def test_render_steered_under_a_mask_in_the_spatial_mode(tmp_path, photo):
             tmp_path / "mask.png", "--fc-spatial", "0.5", "--top", "0")
     assert r.returncode == 0, r.stderr
     assert Image.open(tmp_path / "s.png").size == (48, 36)
+    assert "Note: at 48x36 a side is under 224 px" in r.stderr

@@ -361,18 +361,14 @@ class NeuralMirage(Gimp.PlugIn):
 
     def do_create_procedure(self, name: str) -> Any:
         if name == SEES_PROCEDURE:
-            return self._sees_procedure(name)
-        p = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, run, None)
-        p.set_image_types("RGB*")
-        p.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE)
-        p.set_menu_label("Neural Mirage...")
-        p.add_menu_path("<Image>/Filters/Artistic")
-        p.set_documentation(
-            "Repaint a layer as what VGG19 sees in it",
+            return self._procedure(
+                name, run_sees, "What the Net Sees", "Map what VGG19 sees where in a layer",
+                "Adds a layer above the active one (within the selection) showing the class "
+                "the net sees in each 224 px window, labelled, over a faded copy of the layer.")
+        p = self._procedure(
+            name, run, "Neural Mirage...", "Repaint a layer as what VGG19 sees in it",
             "Renders the active layer (or the selection) with the neural-mirage daemon and "
-            "adds the result as a new layer above it. Presets: " + ", ".join(PRESET_NAMES),
-            name)
-        p.set_attribution("neural-mirage", "neural-mirage", "2026")
+            "adds the result as a new layer above it. Presets: " + ", ".join(PRESET_NAMES))
         defaults = Settings()
         p.add_string_argument("preset", "Preset", ", ".join(PRESET_NAMES), defaults.preset, RW)
         p.add_string_argument("custom-layers", "Content layers",
@@ -412,19 +408,17 @@ class NeuralMirage(Gimp.PlugIn):
                               "pooled: what the net sees in the whole picture; spatial: also "
                               "where (one 224 px window every 32 px); both",
                               seeing, defaults.seeing, RW)
-        p.add_layer_return_value("layer", "Layer", "the new layer", False, RW)
         return p
 
-    def _sees_procedure(self, name: str) -> Any:
-        p = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, run_sees, None)
+    def _procedure(self, name: str, function: Any, label: str, blurb: str, help_text: str
+                   ) -> Any:
+        """A layer procedure under Filters > Artistic that returns its new layer."""
+        p = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, function, None)
         p.set_image_types("RGB*")
         p.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE)
-        p.set_menu_label("What the Net Sees")
+        p.set_menu_label(label)
         p.add_menu_path("<Image>/Filters/Artistic")
-        p.set_documentation(
-            "Map what VGG19 sees where in a layer",
-            "Adds a layer above the active one (within the selection) showing the class the "
-            "net sees in each 224 px window, labelled, over a faded copy of the layer.", name)
+        p.set_documentation(blurb, help_text, name)
         p.set_attribution("neural-mirage", "neural-mirage", "2026")
         p.add_layer_return_value("layer", "Layer", "the new layer", False, RW)
         return p
