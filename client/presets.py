@@ -91,8 +91,14 @@ class Settings:
         return parse_weighted(self.custom_layers, "layer")
 
     def steers_in_selection(self, has_selection: bool) -> bool:
-        """Whether the selection says where to steer (and the whole layer is rendered)."""
-        return self.see_in_selection and has_selection and bool(self.see.strip())
+        """Whether the selection says where to steer (and the whole layer is rendered). With
+        the option on and no classes it would quietly render the selection instead: refused."""
+        if not (self.see_in_selection and has_selection):
+            return False
+        if not parse_weighted(self.see, "class"):
+            raise ValueError("'Only in the selection' steers towards the classes of 'Make it "
+                             "see': name one there, or untick it to render the selection")
+        return True
 
     def fc_spatial(self) -> float:
         if self.seeing not in SEEING:
@@ -122,11 +128,14 @@ class Settings:
                 "see": parse_weighted(self.see, "class"), "see_weight": float(self.see_weight),
                 "fc_spatial": self.fc_spatial(), **self.extra}
 
-    def layer_name(self, pretrained: bool = True) -> str:
+    def layer_name(self, pretrained: bool = True, in_selection: bool = False) -> str:
         """A new layer's name that says how it was made (and when the daemon's network was
         not trained: its random weights show the method, not a mirage)."""
         layers = "+".join(self.content_layers())
-        seeing = ", sees " + " + ".join(parse_weighted(self.see, "class")) if self.see else ""
+        classes = parse_weighted(self.see, "class")
+        seeing = ", sees " + " + ".join(classes) if classes else ""
+        if classes and in_selection:
+            seeing += " in the selection"
         where = {POOLED: "", SPATIAL: " where", BOTH: " and where"}.get(self.seeing, "")
         untrained = ", random weights" if not pretrained else ""
         return (f"Neural Mirage ({layers}{where}, content {self.content_weight:g}, "

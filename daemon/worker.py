@@ -170,7 +170,8 @@ class Worker(threading.Thread):
             overall = top_classes(self.model, image, 5, self.model.labels)
         if job.output is not None and job.output != (width, height):  # sharp labels there
             rgb = resize(content[None], *job.output)[0].permute(1, 2, 0).numpy()
-        caption = f"what the net sees where: {self.info.label}"
+        caption = "what the net sees where" + ("" if self.info.pretrained else
+                                               " (RANDOM weights)")
         picture = draw(rgb, seen, self.model.labels, caption)
         drawn = torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255.0).permute(2, 0, 1)
         result = RenderResult(image=drawn, iterations=0, loss=0.0, losses={},

@@ -205,7 +205,7 @@ def test_steering_in_the_selection_and_what_the_net_sees(gimp, daemon):
     assert steered["offsets"] == [0, 0] and steered["size"] == [600, 400]
     assert steered["sent"]["mask"] is None and steered["sent"]["see_mask"] is not None
     assert steered["sent"]["params"]["fc_spatial"] == 1.0
-    assert " where," in steered["name"] and "sees castle" in steered["name"]
+    assert " where," in steered["name"] and "sees castle in the selection" in steered["name"]
     assert seen["status"] == "success", seen["error"]
     assert seen["offsets"] == [150, 100] and seen["size"] == [240, 160]
     assert seen["name"].startswith("What the net sees where (")

@@ -196,7 +196,7 @@ def test_steering_in_the_selection_and_the_map_of_what_the_net_sees(daemon):
     see_mask = np.frombuffer(bytes.fromhex(steered["sent"]["see_mask"]), np.uint8)
     assert see_mask.reshape(400, 600)[180, 270] == 255 and see_mask[0] == 0
     assert steered["sent"]["params"]["fc_spatial"] == 1.0
-    assert " where," in steered["name"] and "sees castle" in steered["name"]
+    assert " where," in steered["name"] and "sees castle in the selection" in steered["name"]
     assert plain["bounds"] == area and plain["sent"]["see_mask"] is None
     assert seen["bounds"] == area and seen["name"].startswith("What the net sees where (")
     assert "random weights" in seen["name"]

@@ -75,3 +75,19 @@ def test_class_picker_offers_prefix_matches_first_and_completes_the_last_item():
     assert last_item("church, lak") == " lak"
     assert replace_last_item("church, lak", "lakeside") == "church, lakeside, "
     assert replace_last_item("chu", "church") == "church, "
+
+
+def test_seeing_and_steering_in_the_selection():
+    assert Settings().params(512)["fc_spatial"] == 0.0
+    assert Settings(seeing="spatial").params(512)["fc_spatial"] == 1.0
+    assert Settings(seeing="both").params(512)["fc_spatial"] == 0.5
+    with pytest.raises(ValueError, match="unknown seeing"):
+        Settings(seeing="sideways").params(512)
+    steer = Settings(see="castle", see_in_selection=True, seeing="spatial")
+    assert steer.steers_in_selection(True) and not steer.steers_in_selection(False)
+    assert not Settings(see="castle").steers_in_selection(True)
+    with pytest.raises(ValueError, match="name one there"):
+        Settings(see="  ", see_in_selection=True).steers_in_selection(True)
+    assert steer.layer_name(in_selection=True).endswith(", sees castle in the selection)")
+    assert " where," in steer.layer_name()
+    assert "sees" not in Settings(see="  ").layer_name()

@@ -99,15 +99,15 @@ def render(image: Any, drawable: Any, settings: Settings, progress: Any,
     intersects, x, y, w, h = drawable.mask_intersect()
     if not intersects:
         raise MirageError("the selection does not touch this layer")
-    if w < MIN_SIDE or h < MIN_SIDE:
-        raise MirageError(f"the area is {w}x{h} pixels; Neural Mirage needs at least "
-                          f"{MIN_SIDE}x{MIN_SIDE}")
     _, ox, oy = drawable.get_offsets()
     mask = see_mask = None
     selected = not Gimp.Selection.is_empty(image)
     steer = task == "render" and settings.steers_in_selection(selected)
     if steer:  # the whole layer is rendered; the selection says where to steer
         x, y, w, h = 0, 0, drawable.get_width(), drawable.get_height()
+    if w < MIN_SIDE or h < MIN_SIDE:
+        raise MirageError(f"the area is {w}x{h} pixels; Neural Mirage needs at least "
+                          f"{MIN_SIDE}x{MIN_SIDE}")
     if selected:
         selection = image.get_selection().get_buffer()
         selected_bytes = bytes(selection.get(Gegl.Rectangle.new(ox + x, oy + y, w, h), 1.0,
@@ -135,7 +135,7 @@ def render(image: Any, drawable: Any, settings: Settings, progress: Any,
             result = watch.poll(0.1)
             progress.pump()
         name = (sees_layer_name(result.header) if task == "sees" else
-                settings.layer_name(result.header.get("pretrained", True)))
+                settings.layer_name(result.header.get("pretrained", True), steer))
         layer = _insert(image, drawable, result, name, fmt,
                         (ox + x, oy + y, w, h))
         session.ack(job)

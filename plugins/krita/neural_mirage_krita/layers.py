@@ -168,8 +168,8 @@ class MirageRun:
         self.on_progress = on_progress
         self.confirm = confirm
         self.task = task
-        steer = task == "render" and settings.steers_in_selection(has_selection(doc))
-        self.area = read_area(doc, node, steer)
+        self.steer = task == "render" and settings.steers_in_selection(has_selection(doc))
+        self.area = read_area(doc, node, self.steer)
         self.stage = "Connecting to the neural-mirage daemon..."
         self.layer: Any = None
         self.plan: Plan | None = None
@@ -202,7 +202,8 @@ class MirageRun:
             if result is None:
                 return None
             name = (sees_layer_name(result.header) if self.task == "sees" else
-                    self.settings.layer_name(result.header.get("pretrained", True)))
+                    self.settings.layer_name(result.header.get("pretrained", True),
+                                             self.steer))
             self.layer = insert_result(self.doc, self.area, result, name)
             self.session.ack(self.watch.job)
             self._close()
