@@ -404,7 +404,7 @@ class NeuralMirage(Gimp.PlugIn):
         seeing = Gimp.Choice.new()
         for number, (nick, (label, _)) in enumerate(SEEING.items()):
             seeing.add(nick, number, label, "")
-        p.add_choice_argument("seeing", "Keep",
+        p.add_choice_argument("seeing", "Content keeps",
                               "pooled: what the net sees in the whole picture; spatial: also "
                               "where (one 224 px window every 32 px); both",
                               seeing, defaults.seeing, RW)

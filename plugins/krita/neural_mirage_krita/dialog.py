@@ -103,7 +103,7 @@ class MirageDialog(QDialog):
         form.addRow("Render size", size_row)
         form.addRow("Iterations", self.iterations)
         form.addRow("Seed", self.seed)
-        form.addRow("Keep", self.seeing)
+        form.addRow("Content keeps", self.seeing)
         form.addRow("", self.colors)
         form.addRow("Make it see", self.see)
         form.addRow("", self.see_in_selection)
@@ -163,6 +163,7 @@ class MirageDialog(QDialog):
         save_settings(EDITOR, settings)
         doc = Krita.instance().activeDocument()
         self.errors.hide()
+        self.preview.clear()  # a later error must not sit under the last render's preview
         self.progress.setValue(0)
         try:
             self.run = MirageRun(doc, doc.activeNode() if doc else None, settings,
