@@ -175,21 +175,21 @@ def test_renders_land_on_the_selection_and_undo_in_one_step(daemon, bridge):
 def test_steering_in_the_selection_and_the_map_of_what_the_net_sees(daemon):
     """A 600x400 photo with an ellipse selected away from the origin: "see a castle" only in
     the selection renders the whole layer (the selection steers, it does not crop) in the
-    spatial mode; without classes the same checkbox leaves the selection as the area; "Map
-    what it sees" adds the map over the selection. Each is the daemon's result for what the
-    plug-in sent, and goes with one undo."""
+    spatial mode; the same checkbox without classes is refused with what to do (it would
+    quietly render the selection); "Map what it sees" adds the map over the selection. Each
+    result is the daemon's for what the plug-in sent, and goes with one undo."""
     area = [150, 100, 240, 160]
     steer = {**BASE, "size_mode": "custom", "size": 160, "see": "castle",
              "see_in_selection": True, "seeing": "spatial"}
     renders = [
         {"settings": steer, "selection": ["ellipse", *area]},
-        {"settings": {**steer, "see": ""}, "selection": ["ellipse", *area]},
+        {"settings": {**steer, "see": ""}, "selection": ["ellipse", *area], "record": False},
         {"settings": BASE, "selection": ["rect", *area], "task": "sees"},
     ]
     res = run_krita(daemon.env, {"mode": "renders", "name": "steer", "renders": renders},
                     photo(600, 400))
-    steered, plain, seen = res["renders"]
-    for render in res["renders"]:
+    steered, refused, seen = res["renders"]
+    for render in (steered, seen):
         assert render["error"] == "", render["error"]
         assert render["after_one_undo"] == render["before"], "one undo left part of the result"
     assert steered["bounds"] == [0, 0, 600, 400] and steered["sent"]["mask"] is None
@@ -197,10 +197,10 @@ def test_steering_in_the_selection_and_the_map_of_what_the_net_sees(daemon):
     assert see_mask.reshape(400, 600)[180, 270] == 255 and see_mask[0] == 0
     assert steered["sent"]["params"]["fc_spatial"] == 1.0
     assert " where," in steered["name"] and "sees castle in the selection" in steered["name"]
-    assert plain["bounds"] == area and plain["sent"]["see_mask"] is None
+    assert "name one there, or untick it" in refused["error"] and "bounds" not in refused
     assert seen["bounds"] == area and seen["name"].startswith("What the net sees where (")
     assert "random weights" in seen["name"]
-    for name, render in (("steered", steered), ("plain", plain), ("sees", seen)):
+    for name, render in (("steered", steered), ("sees", seen)):
         got = layer_pixels(render, np.uint8)
         Image.fromarray(got[..., [2, 1, 0, 3]]).save(ARTIFACTS / f"krita-{name}.png")
         np.testing.assert_array_equal(got, daemon_result(daemon, render, "U8"))

@@ -165,6 +165,7 @@ class MirageDialog(QDialog):
         self.errors.hide()
         self.preview.clear()  # a later error must not sit under the last render's preview
         self.progress.setValue(0)
+        self.run = None  # a render that cannot start is not the last one
         try:
             self.run = MirageRun(doc, doc.activeNode() if doc else None, settings,
                                  on_progress=self._progress, confirm=self._confirm, task=task)

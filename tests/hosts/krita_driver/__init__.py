@@ -154,9 +154,8 @@ def dialog_render(doc, base, dialog, settings, record, shot=None, task="render")
     out["before"] = before
     watcher = Watcher(dialog)
     (dialog.map_button if task == "sees" else dialog.render_button).click()
-    wait_until(lambda: dialog.run is not None and (
-        dialog.run.layer is not None or dialog.errors.isVisible()
-        or dialog.status.text() == "Cancelled."), 300)
+    wait_until(lambda: dialog.errors.isVisible() or (dialog.run is not None and (
+        dialog.run.layer is not None or dialog.status.text() == "Cancelled.")), 300)
     out.update(watcher.stop())
     out["status"] = dialog.status.text()
     out["error"] = dialog.errors.toPlainText() if dialog.errors.isVisible() else ""
