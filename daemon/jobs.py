@@ -34,7 +34,7 @@ class Job:
     mask_frame: zmq.Frame | None = None
     mask_meta: dict[str, Any] | None = None
     see_mask_frame: zmq.Frame | None = None
-    """Where to steer (``params.see``), at the image's size; None: everywhere."""
+    """Where to steer (``params.see``), at the result's size like the mask; None: everywhere."""
     see_mask_meta: dict[str, Any] | None = None
     task: str = "render"
     """``render``, or ``sees``: the map of what the net sees where, instead of a render."""

@@ -338,36 +338,29 @@ class Daemon:
         if task not in P.TASKS:
             raise P.ProtocolError(P.E_BAD_MESSAGE, f"'task' must be one of {', '.join(P.TASKS)}")
         params = self._params(header)
-        has_mask = header.get("mask") is not None
-        has_see_mask = header.get("see_mask") is not None
-        if len(frames) != 3 + has_mask + has_see_mask:
-            raise P.ProtocolError(P.E_BAD_IMAGE, f"SUBMIT needs {1 + has_mask + has_see_mask} "
-                                  f"pixel frame(s) after the header, got {len(frames) - 2}")
+        needed = 1 + sum(header.get(name) is not None for name in P.MASKS)
+        if len(frames) != 2 + needed:
+            raise P.ProtocolError(P.E_BAD_IMAGE, f"SUBMIT needs {needed} pixel frame(s) after "
+                                  f"the header, got {len(frames) - 2}")
         image = header.get("image")
         pixels.check_frame(image, frames[2].buffer, self.config.max_pixels)
         width, height = image["width"], image["height"]
         output = None
         if header.get("output") is not None:
             output = P.check_size(header["output"], self.config.max_output_pixels, "output")
-        mask = header.get("mask")
-        if has_mask:
-            pixels.check_frame(mask, frames[3].buffer, self.config.max_output_pixels, "mask")
-            if mask["channels"] != 1 or (mask["width"], mask["height"]) != (output or (
-                    width, height)):
-                raise P.ProtocolError(P.E_BAD_IMAGE, "the mask must have 1 channel and the "
+        # The masks follow the image frame, in P.MASKS order, each of the result's size.
+        extra = iter(frames[3:])
+        masks = {name: next(extra) for name in P.MASKS if header.get(name) is not None}
+        for name, frame in masks.items():
+            meta = header[name]
+            pixels.check_frame(meta, frame.buffer, self.config.max_output_pixels, name)
+            if meta["channels"] != 1 or (meta["width"], meta["height"]) != (output or (width,
+                                                                                      height)):
+                raise P.ProtocolError(P.E_BAD_IMAGE, f"the {name} must have 1 channel and the "
                                       f"{'output' if output else 'image'}'s width and height")
-        see_mask = header.get("see_mask")
-        if has_see_mask:
-            see_frame = frames[3 + has_mask]
-            pixels.check_frame(see_mask, see_frame.buffer, self.config.max_output_pixels,
-                               "see_mask")
-            if see_mask["channels"] != 1 or (see_mask["width"], see_mask["height"]) != (
-                    output or (width, height)):
-                raise P.ProtocolError(P.E_BAD_IMAGE, "the see_mask must have 1 channel and the "
-                                      f"{'output' if output else 'image'}'s width and height")
-            if not params.see:
-                raise P.ProtocolError(P.E_BAD_PARAMS, "a steering mask (see_mask) needs classes "
-                                      "to steer towards (params.see)")
+        if "see_mask" in masks and not params.see:
+            raise P.ProtocolError(P.E_BAD_PARAMS, "a steering mask (see_mask) needs classes "
+                                  "to steer towards (params.see)")
         if params.init == "image":
             raise P.ProtocolError(P.E_BAD_PARAMS, "init 'image' is not available through the "
                                   "daemon: use 'random' or 'content'")
@@ -375,10 +368,9 @@ class Daemon:
             self._check_render(width, height, params)
         job = Job(owner=identity, client_job=header.get("job"), params=params,
                   frame=frames[2], meta=image, output=output,
-                  mask_frame=frames[3] if has_mask else None,
-                  mask_meta=mask if has_mask else None,
-                  see_mask_frame=see_frame if has_see_mask else None,
-                  see_mask_meta=see_mask if has_see_mask else None, task=task, detached=detach,
+                  mask_frame=masks.get("mask"), mask_meta=header.get("mask"),
+                  see_mask_frame=masks.get("see_mask"), see_mask_meta=header.get("see_mask"),
+                  task=task, detached=detach,
                   preview_every=preview_every, preview_size=preview_size,
                   number=next(self._numbers), key=_client_key(frames[1]))
         position = len(self.jobs)  # queued or running, accepted before it

@@ -40,7 +40,7 @@ from neural_mirage.engine import (
 )
 from neural_mirage.engine.head import where_seen
 from neural_mirage.engine.render import fit_size, resize
-from neural_mirage.engine.seeing import top_classes
+from neural_mirage.engine.seeing import top_of
 from neural_mirage.sees_map import class_shares, draw
 from neural_mirage.weights import ModelInfo
 
@@ -167,7 +167,6 @@ class Worker(threading.Thread):
         with torch.no_grad():
             image = resize(content[None].to(self.device), *fitted)[0]
             seen = where_seen(self.model, image)
-            overall = top_classes(self.model, image, 5, self.model.labels)
         if job.output is not None and job.output != (width, height):  # sharp labels there
             rgb = resize(content[None], *job.output)[0].permute(1, 2, 0).numpy()
         caption = "what the net sees where" + ("" if self.info.pretrained else
@@ -176,7 +175,8 @@ class Worker(threading.Thread):
         drawn = torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255.0).permute(2, 0, 1)
         result = RenderResult(image=drawn, iterations=0, loss=0.0, losses={},
                               elapsed=time.perf_counter() - started, stopped_early=False,
-                              seen_input=overall, seen_result=[])
+                              seen_input=top_of(seen.pooled, 5, self.model.labels),
+                              seen_result=[])
         shares = [s.to_dict() for s in class_shares(seen, self.model.labels)]
         rows, columns = seen.classes.shape
         return result, {"sees": shares, "grid": {"columns": columns, "rows": rows,

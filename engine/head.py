@@ -15,6 +15,7 @@ the block-by-block one from the map it gathers (:mod:`.blocks`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -71,22 +72,11 @@ class HeadLoss:
         if self.see_target is not None:
             (self.spatial_layers if self.coverage is not None else self.pooled_layers).append(
                 "fc8")
-        self.pooled_targets: dict[str, Tensor] = {}
-        self.spatial_targets: dict[str, Tensor] = {}
-        if self.layers:
-            with torch.no_grad():
-                self.pooled_targets = self._pooled(content_pool5, list(self.layers))
-                self.spatial_targets = self._spatial(content_pool5, list(self.layers))
-
-    def _pooled(self, pool5: Tensor, layers: list[str]) -> dict[str, Tensor]:
-        wanted = [n for n in layers if n in self.pooled_layers]
-        return {k: v.clone() for k, v in self.model.head(pool5, wanted).items()} \
-            if wanted else {}
-
-    def _spatial(self, pool5: Tensor, layers: list[str]) -> dict[str, Tensor]:
-        wanted = [n for n in layers if n in self.spatial_layers]
-        return {k: v.clone() for k, v in self.model.spatial_head(pool5, wanted).items()} \
-            if wanted else {}
+        with torch.no_grad():
+            self.pooled_targets = _targets(model.head, content_pool5,
+                                           [n for n in self.layers if n in self.pooled_layers])
+            self.spatial_targets = _targets(model.spatial_head, content_pool5,
+                                            [n for n in self.layers if n in self.spatial_layers])
 
     def _normalized(self, features: Tensor, weight: float) -> Tensor:
         return (normalize_gradient(features, weight) if self.params.normalize_gradients
@@ -118,22 +108,31 @@ class HeadLoss:
         return terms
 
 
+def _targets(head: Callable[[Tensor, list[str]], dict[str, Tensor]], pool5: Tensor,
+             layers: list[str]) -> dict[str, Tensor]:
+    """The content's features at ``layers`` of one head (pooled or spatial), kept."""
+    return {k: v.clone() for k, v in head(pool5, layers).items()} if layers else {}
+
+
 @dataclass
 class WhereSeen:
     """The top class of every 224 px window (every 32 px) of an image: "what the net sees
     where". ``classes`` and ``probabilities`` are (rows, columns) maps; window (i, j) reads the
-    image from (32 j, 32 i) on, at the size it was analysed (``width`` x ``height``)."""
+    image from (32 j, 32 i) on, at the size it was analysed (``width`` x ``height``).
+    ``pooled`` is the whole picture's fc8 (the pooled head), from the same pass."""
 
     classes: Tensor
     probabilities: Tensor
     width: int
     height: int
+    pooled: Tensor
 
 
 @torch.no_grad()
 def where_seen(model: MirageVGG, image: Tensor) -> WhereSeen:
     """:class:`WhereSeen` for a (3, H, W) RGB image in [0, 1] (analysed at its own size)."""
     pool5 = model.features(image[None].float(), ["pool5"])["pool5"]
+    pooled = model.head(pool5, ["fc8"])["fc8"][0]
     probabilities = torch.softmax(model.spatial_head(pool5, ["fc8"])["fc8"][0].float(), 0)
     best, classes = probabilities.max(0)
-    return WhereSeen(classes.cpu(), best.cpu(), image.shape[-1], image.shape[-2])
+    return WhereSeen(classes.cpu(), best.cpu(), image.shape[-1], image.shape[-2], pooled.cpu())

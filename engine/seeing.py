@@ -38,6 +38,11 @@ def top_classes(logits: Callable[[Tensor], Tensor], image: Tensor, k: int,
     ``logits`` is the model (or anything that gives its fc8 for an image)."""
     if image.dim() == 3:
         image = image.unsqueeze(0)
-    probs = torch.softmax(logits(image.float())[0].float(), dim=0)
+    return top_of(logits(image.float())[0], k, labels)
+
+
+def top_of(logits: Tensor, k: int, labels: Sequence[str]) -> list[Seen]:
+    """The ``k`` most probable classes of one fc8 vector."""
+    probs = torch.softmax(logits.float(), dim=0)
     values, indices = probs.topk(min(k, probs.numel()))
     return [Seen(int(i), labels[int(i)], float(v)) for v, i in zip(values, indices, strict=True)]
