@@ -1,7 +1,10 @@
 """The client interface for editors whose Python has no pyzmq: a relay process does the ZeroMQ.
 
 The plug-in starts ``python -m neural_mirage.client.relay`` with neural-mirage's own Python
-(recorded at install time) and talks to it over its stdin and stdout. Each message is a 4-byte
+(recorded at install time) and talks to it over its stdin and stdout; or, where it may start no
+host program (a Flatpak or Snap editor), it connects to the bridge port that the daemon itself
+serves on loopback TCP with the same framing (named, with its secret, in the connection file).
+Each message is a 4-byte
 big-endian length, a JSON header whose ``frames`` lists the lengths of the raw frames that follow,
 then those frames (:func:`write_message`, :func:`read_message`; docs/protocol.md, "The bridge").
 Standard library only.
@@ -13,6 +16,7 @@ import contextlib
 import json
 import os
 import queue
+import socket
 import struct
 import subprocess
 import threading
@@ -46,35 +50,85 @@ def write_message(stream: BinaryIO, header: dict[str, Any], frames: list[bytes] 
 
 class BridgeSession:
     """The client interface (``hello``, ``classes``, ``estimate``, ``submit``, ``watch``,
-    ``ack``, ``close``), relayed by a process that has pyzmq."""
+    ``ack``, ``close``), relayed by a process that has pyzmq: the relay process this session
+    starts (:meth:`spawn`), or the daemon's own bridge port (:meth:`over_tcp`), for an editor
+    that may start no host program (Flatpak, Snap)."""
 
-    def __init__(self, python: str, daemon_args: list[str], timeout: float,
-                 on_spawn: Callable[[], None] | None, spawn: bool) -> None:
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-        try:
-            self._process = subprocess.Popen(
-                [python, "-m", "neural_mirage.client.relay"], stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
-        except OSError as exc:
-            raise DaemonError("no_daemon", f"could not start {python}: {exc}") from exc
+    def __init__(self, reader: BinaryIO, writer: BinaryIO, close: Callable[[], None],
+                 connect: dict[str, Any], timeout: float,
+                 on_spawn: Callable[[], None] | None = None) -> None:
+        self._reader, self._writer, self._close = reader, writer, close
         self._events: queue.Queue = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
         self.timeout = timeout
         self._on_spawn = on_spawn
-        self.welcome, _ = self._call({"op": "connect", "timeout": timeout, "spawn": spawn,
-                                      "daemon_args": daemon_args}, wait=180.0)
+        try:
+            self.welcome, _ = self._call({"op": "connect", "timeout": timeout, **connect},
+                                         wait=180.0)
+        except DaemonError:
+            self.close()
+            raise
+
+    @classmethod
+    def spawn(cls, python: str, daemon_args: list[str], timeout: float,
+              on_spawn: Callable[[], None] | None, spawn: bool) -> BridgeSession:
+        """Start ``python -m neural_mirage.client.relay`` (neural-mirage's own Python, which
+        may start a daemon) and talk to it over its stdin and stdout."""
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        try:
+            process = subprocess.Popen(
+                [python, "-m", "neural_mirage.client.relay"], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+        except OSError as exc:
+            raise DaemonError("no_daemon", f"could not start {python}: {exc}") from exc
+
+        def close() -> None:
+            with contextlib.suppress(OSError):
+                process.stdin.close()
+            try:
+                process.wait(5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+        return cls(process.stdout, process.stdin, close,
+                   {"spawn": spawn, "daemon_args": daemon_args}, timeout, on_spawn)
+
+    @classmethod
+    def over_tcp(cls, host: str, port: int, secret: str, timeout: float) -> BridgeSession:
+        """Connect to the bridge port of a running daemon (its connection file names the port
+        and the secret): only the standard library's sockets are needed."""
+        try:
+            sock = socket.create_connection((host, port), timeout=min(timeout, 3.0))
+        except OSError as exc:
+            raise DaemonError("no_daemon", f"no daemon answers at {host}:{port} ({exc})"
+                              ) from exc
+        sock.settimeout(None)  # the reader thread waits for events as long as they take
+        reader, writer = sock.makefile("rb"), sock.makefile("wb")
+
+        def close() -> None:
+            # Shut down first: it wakes the reader thread, which holds the reader's lock.
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            for item in (writer, reader):
+                with contextlib.suppress(OSError):
+                    item.close()
+            sock.close()
+
+        return cls(reader, writer, close, {"secret": secret}, timeout)
 
     def _read(self) -> None:
         try:
-            while (message := read_message(self._process.stdout)) is not None:
+            while (message := read_message(self._reader)) is not None:
                 self._events.put(message)
+        except (OSError, ValueError):  # the connection or the process went away
+            pass
         finally:
             self._events.put(({"type": "ERROR", "code": "no_daemon",
                                "message": "the bridge process ended"}, []))
 
     def _send(self, header: dict[str, Any], frames: list[bytes] = ()) -> None:
         try:
-            write_message(self._process.stdin, header, list(frames))
+            write_message(self._writer, header, list(frames))
         except OSError as exc:
             raise DaemonError("no_daemon", f"the bridge process is gone: {exc}") from exc
 
@@ -124,12 +178,7 @@ class BridgeSession:
         return self._call({"op": "classes"})[0]
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self._process.stdin.close()
-        try:
-            self._process.wait(5)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
+        self._close()
 
 
 class BridgeWatch:

@@ -2,9 +2,11 @@
 worded for the editors' dialogs.
 
 Debian's Krita and GIMP have pyzmq and msgpack (python3-zmq, python3-msgpack): the plug-in then
-uses :class:`~.zmq_client.Client` directly. Krita's Windows and AppImage builds have neither, so
-the plug-in goes through the relay (:class:`~.bridge.BridgeSession`), run with neural-mirage's own
-Python (recorded at install time in ``mirage_config.json``). Both give the same small interface:
+uses :class:`~.zmq_client.Client` directly. Krita's and GIMP's Windows, macOS, AppImage and
+Flatpak builds have neither, so the plug-in goes through the bridge (:class:`~.bridge.
+BridgeSession`): the daemon's own bridge port when a daemon runs, else a relay run with
+neural-mirage's own Python (recorded at install time in ``mirage_config.json``), which a
+sandboxed editor may not start. Both give the same small interface:
 ``hello``, ``classes``, ``estimate``, ``submit``, ``watch``, ``ack``, ``close``.
 
 Standard library only (pyzmq is imported only when present).
@@ -21,7 +23,7 @@ from typing import Any
 
 from .bridge import BridgeSession
 from .job import DaemonError
-from .locate import daemon_command
+from .locate import daemon_command, log_file, read_connection_file, sandbox
 
 _HERE = Path(__file__).resolve().parent
 
@@ -41,7 +43,6 @@ def plugin_config() -> dict[str, Any]:
         return {}
 
 
-_LOG = "~/.cache/neural-mirage/daemon.log"
 _COULD_NOT_START = "the daemon could not start: "
 
 
@@ -55,13 +56,14 @@ def friendly(exc: Exception) -> MirageError:
         # The daemon's own one-line error already says what to do (fetch the weights, ...).
         why = text[len(_COULD_NOT_START):].removeprefix("neural-mirage: error: ")
         return MirageError(f"{why}. (The neural-mirage render daemon could not start; its log: "
-                           f"{_LOG}.)", code)
+                           f"{log_file()}.)", code)
     hints = {
         "no_daemon": "Check that neural-mirage is installed and run 'neural-mirage "
                      "install-plugin' again: the plug-in could not reach or start the render "
-                     "daemon ({text}). Its log: " + _LOG + ".",
+                     "daemon ({text}). Its log: " + str(log_file()) + ".",
         "timeout": "Try again in a moment; the neural-mirage daemon did not answer: {text}.",
         "version_mismatch": "Install the same version of the plug-in and the daemon: {text}.",
+        "unauthorized": "{text}.",
         "out_of_memory": "Choose a smaller render size: the daemon ran out of memory ({text}).",
         "busy": "Try again when some renders have finished: {text}.",
         "cancelled": "Cancelled.",
@@ -71,26 +73,50 @@ def friendly(exc: Exception) -> MirageError:
 
 def open_session(timeout: float = 10.0, on_spawn: Callable[[], None] | None = None,
                  spawn: bool = True) -> Any:
-    """Connect (starting a daemon if none answers), directly or through the bridge."""
+    """Connect, starting a daemon if none answers and this editor may: directly with pyzmq;
+    else over the daemon's bridge port; else through a relay process of neural-mirage's own
+    Python. A sandboxed editor (Flatpak, Snap) may start no host program: it needs a daemon
+    that runs already (a service)."""
     config = plugin_config()
     python, daemon_args = config.get("python"), config.get("daemon_args", [])
+    can_spawn = spawn and python is not None and sandbox() is None
+    # For tests and troubleshooting: "1" never uses pyzmq, "relay" only the relay process.
+    forced = os.environ.get("NEURAL_MIRAGE_BRIDGE", "")
     try:
-        if os.environ.get("NEURAL_MIRAGE_BRIDGE") != "1":
+        if forced not in ("1", "relay") and sandbox() is None:  # a sandbox: the bridge port
             try:
                 from .zmq_client import Client
             except ImportError:  # no pyzmq or msgpack in this Python
                 pass
             else:
-                return Client.connect(timeout=timeout, spawn=spawn and python is not None,
+                return Client.connect(timeout=timeout, spawn=can_spawn,
                                       spawn_command=python and daemon_command(
                                           *daemon_args, python=python), on_spawn=on_spawn)
-        if not python:
-            raise MirageError("this Python has no pyzmq, and the plug-in does not know where "
-                              "neural-mirage is installed: reinstall it with 'neural-mirage "
-                              "install-plugin'", "no_daemon")
-        return BridgeSession(python, daemon_args, timeout, on_spawn, spawn)
+        bridge = (read_connection_file() or {}).get("bridge")
+        if isinstance(bridge, dict) and forced != "relay":
+            try:
+                return BridgeSession.over_tcp(bridge["host"], int(bridge["port"]),
+                                              str(bridge["secret"]), timeout)
+            except DaemonError as exc:  # a file left by a daemon that was killed
+                if exc.code != "no_daemon" or not can_spawn:
+                    raise
+        if can_spawn:
+            return BridgeSession.spawn(python, daemon_args, timeout, on_spawn, spawn)
+        raise MirageError(_cannot_start(python), "no_daemon")
     except Exception as exc:
         raise friendly(exc) from exc
+
+
+def _cannot_start(python: str | None) -> str:
+    where = sandbox()
+    if where is not None:
+        return (f"Start neural-mirage's render daemon outside the editor first, with "
+                f"'neural-mirage service enable' (at every login) or 'neural-mirage daemon': "
+                f"this editor runs in a {where.capitalize()} sandbox, which may not start it")
+    if python is None:
+        return ("Reinstall the plug-in with 'neural-mirage install-plugin': this Python has no "
+                "pyzmq, and the plug-in does not know where neural-mirage is installed")
+    return "Start the render daemon with 'neural-mirage daemon': no daemon is running"
 
 
 class ClassList:

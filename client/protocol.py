@@ -63,6 +63,10 @@ E_FORBIDDEN = "forbidden"
 E_SHUTTING_DOWN = "shutting_down"
 E_TIMEOUT = "timeout"                # raised by clients, never sent
 E_NO_DAEMON = "no_daemon"            # raised by clients, never sent
+E_UNAUTHORIZED = "unauthorized"      # no or a wrong secret on loopback TCP
+
+#: ZeroMQ PLAIN user name on loopback TCP; the password is the connection file's ``secret``.
+PLAIN_USER = "neural-mirage"
 
 #: Largest header we unpack; pixels travel in frames, so headers are small.
 MAX_HEADER_BYTES = 1 << 20

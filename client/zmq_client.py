@@ -23,9 +23,18 @@ import zmq
 
 from . import protocol as P
 from .job import DaemonError, JobCancelled, Result
-from .locate import alive, connection_file, read_connection_file, spawn_daemon, starting_daemon
+from .locate import (
+    alive,
+    connection_file,
+    read_connection_file,
+    secret_for,
+    spawn_daemon,
+    starting_daemon,
+)
 
 ProgressCallback = Callable[[dict, "bytes | None"], None]
+_HANDSHAKE_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                     | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 
 
 class Client:
@@ -33,9 +42,13 @@ class Client:
 
     def __init__(self, endpoint: str | None = None, timeout: float = 10.0,
                  server_key: bytes | None = None,
-                 client_keys: tuple[bytes, bytes] | None = None) -> None:
+                 client_keys: tuple[bytes, bytes] | None = None, secret: str | None = None,
+                 context: zmq.Context | None = None) -> None:
         """``server_key`` (Z85): use CURVE, with ``client_keys`` (public, secret; Z85) as this
-        client's identity, or a fresh pair when None (a daemon accepts only listed keys)."""
+        client's identity, or a fresh pair when None (a daemon accepts only listed keys).
+        ``secret``: what a loopback TCP daemon requires (ZeroMQ PLAIN); by default read from
+        its connection file. ``context``: share a context (the daemon's own bridge uses
+        inproc); it is then not terminated on close."""
         if endpoint is None:
             info = read_connection_file()
             if info is None:
@@ -46,14 +59,23 @@ class Client:
         self.endpoint = endpoint
         self.timeout = timeout
         self.heartbeat = 0.25
-        self._context = zmq.Context()
+        self._own_context = context is None
+        self._context = context or zmq.Context()
         self._socket = self._context.socket(zmq.DEALER)
         self._socket.setsockopt(zmq.LINGER, 0)
+        self._handshakes: zmq.Socket | None = None
         if server_key is not None:
-            public, secret = client_keys or zmq.curve_keypair()
+            public, secret_key = client_keys or zmq.curve_keypair()
             self._socket.curve_serverkey = server_key
             self._socket.curve_publickey = public
-            self._socket.curve_secretkey = secret
+            self._socket.curve_secretkey = secret_key
+        elif endpoint.startswith("tcp://"):
+            secret = secret or secret_for(endpoint)
+            if secret is not None:
+                self._socket.plain_username = P.PLAIN_USER.encode()
+                self._socket.plain_password = secret.encode()
+            # A refused handshake is silent on a DEALER: watch for it, to say why.
+            self._handshakes = self._socket.get_monitor_socket(_HANDSHAKE_FAILED)
         self._socket.connect(endpoint)
         self._pending: deque[tuple[dict, list[bytes]]] = deque()
         self._rids = itertools.count(1)
@@ -144,8 +166,23 @@ class Client:
         self.close()
 
     def close(self) -> None:
+        if self._handshakes is not None:
+            self._socket.disable_monitor()
+            self._handshakes.close(linger=0)
         self._socket.close(linger=0)
-        self._context.term()
+        if self._own_context:
+            self._context.term()
+
+    def _unreachable(self, why: str) -> DaemonError:
+        """The error for a daemon that did not answer: a refused handshake, if there was
+        one, says what to do; else ``why``."""
+        if self._handshakes is not None and self._handshakes.poll(0):
+            return DaemonError(P.E_UNAUTHORIZED, f"the daemon at {self.endpoint} refused this "
+                               "client: over TCP it takes only clients that present the secret "
+                               "in its connection file, which only the user who started it can "
+                               f"read ({connection_file()}). Connect as that user and let the "
+                               "client read the file (give no secret of your own)")
+        return DaemonError(P.E_TIMEOUT, why)
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -161,10 +198,9 @@ class Client:
             except zmq.Again:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise DaemonError(P.E_TIMEOUT, f"could not reach the daemon at "
-                                      f"{self.endpoint} within {self.timeout:g} s: is it "
-                                      "running, and does it accept this client's key?"
-                                      ) from None
+                    raise self._unreachable(f"could not reach the daemon at {self.endpoint} "
+                                            f"within {self.timeout:g} s: is it running, and "
+                                            "does it accept this client's key?") from None
                 self._socket.poll(int(min(left, 0.1) * 1000), zmq.POLLOUT)
 
     def _receive(self, timeout: float, pending: bool = True) -> tuple[dict, list[bytes]] | None:
@@ -199,8 +235,8 @@ class Client:
                 return reply, reply_frames
         finally:
             self._pending.extend(held)
-        raise DaemonError(P.E_TIMEOUT, f"the daemon at {self.endpoint} did not answer "
-                          f"{header['type']} within {limit:g} s: is it running?")
+        raise self._unreachable(f"the daemon at {self.endpoint} did not answer "
+                                f"{header['type']} within {limit:g} s: is it running?")
 
     # -- requests ----------------------------------------------------------------------------
 

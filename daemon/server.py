@@ -12,7 +12,6 @@ import ipaddress
 import itertools
 import logging
 import math
-import os
 import signal
 import time
 from collections import OrderedDict
@@ -20,9 +19,11 @@ from dataclasses import replace
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
+import psutil
 import torch
 import zmq
 import zmq.utils.monitor
+from filelock import BaseFileLock
 
 from neural_mirage import __version__
 from neural_mirage.client import protocol as P
@@ -45,6 +46,7 @@ from neural_mirage.engine.steering import available_groups
 from neural_mirage.weights import ModelInfo, ModelSpec
 
 from . import pixels
+from .bridge_port import INPROC_ENDPOINT, BridgePort
 from .config import DaemonConfig, DaemonStartError, remove_connection_file, write_connection_file
 from .jobs import (
     CANCELLED,
@@ -98,7 +100,7 @@ class Daemon:
 
     def __init__(self, config: DaemonConfig,
                  models: list[tuple[torch.device, MirageVGG, ModelInfo]], speed: Speed,
-                 lock_fd: int) -> None:
+                 lock: BaseFileLock) -> None:
         self.config = config
         self.models = models
         self.speed = speed
@@ -120,9 +122,10 @@ class Daemon:
         self.started = time.monotonic()
         self._numbers = itertools.count(1)
         self.stopping = False
-        self._lock_fd = lock_fd
+        self._lock = lock
         """The endpoint's lock (:func:`.config.take_lock`), held from before the model loads."""
         self._authenticator: Any = None
+        self.bridge_port: BridgePort | None = None
         self.router = self.context.socket(zmq.ROUTER)
         self.monitor: zmq.Socket | None = None
         self.events = self.context.socket(zmq.PULL)
@@ -149,6 +152,10 @@ class Daemon:
             raise DaemonStartError(f"cannot listen on {config.endpoint}: {exc.strerror}. Is "
                                    "another program using it? Choose another with --bind."
                                    ) from exc
+        self.router.bind(INPROC_ENDPOINT)
+        self.bridge_port = BridgePort(self.context, config.secret)
+        self.bridge_port.start()
+        config.bridge_port = self.bridge_port.port
         self.events.bind(EVENTS_ENDPOINT)
         for device, model, info in self.models:
             worker = Worker(self.context, self.queue, self.store, model, info, device,
@@ -156,13 +163,21 @@ class Daemon:
             worker.start()
             self.workers.append(worker)
         write_connection_file(config, starting=False)  # ready
-        log.info("neural-mirage daemon %s listening on %s with %s on %s", __version__,
-                 config.endpoint, self.info.label, ", ".join(str(d) for d, _, _ in self.models))
+        log.info("neural-mirage daemon %s listening on %s (bridge port %d) with %s on %s",
+                 __version__, config.endpoint, config.bridge_port, self.info.label,
+                 ", ".join(str(d) for d, _, _ in self.models))
 
     def _configure_security(self) -> None:
+        """CURVE with --curve-dir (required off this machine); on loopback TCP, which every
+        local user and program can reach, ZeroMQ PLAIN with the connection file's secret; on
+        ipc, the socket's folder (0700) is the protection."""
         endpoint = self.config.endpoint
         curve_dir = self.config.curve_dir
         if curve_dir is None and is_loopback(endpoint):
+            if endpoint.startswith("tcp://"):
+                self._start_authenticator().configure_plain(
+                    domain="*", passwords={P.PLAIN_USER: self.config.secret})
+                self.router.plain_server = True
             return
         if curve_dir is None:
             raise DaemonStartError(
@@ -170,18 +185,23 @@ class Daemon:
                 "nothing would protect it. Use a loopback address (tcp://127.0.0.1:PORT), or "
                 "give --curve-dir with server.key_secret and clients/*.key (pyzmq's zmq.auth).")
         import zmq.auth
-        from zmq.auth.thread import ThreadAuthenticator
 
         secret = curve_dir / "server.key_secret"
         if not secret.is_file():
             raise DaemonStartError(f"no CURVE server key at {secret}")
         public, private = zmq.auth.load_certificate(str(secret))
-        self._authenticator = ThreadAuthenticator(self.context)
-        self._authenticator.start()
-        self._authenticator.configure_curve(domain="*", location=str(curve_dir / "clients"))
+        self._start_authenticator().configure_curve(domain="*",
+                                                     location=str(curve_dir / "clients"))
         self.router.curve_secretkey = private
         self.router.curve_publickey = public
         self.router.curve_server = True
+
+    def _start_authenticator(self) -> Any:
+        from zmq.auth.thread import ThreadAuthenticator
+
+        self._authenticator = ThreadAuthenticator(self.context, log=log)
+        self._authenticator.start()
+        return self._authenticator
 
     def close(self) -> None:
         """Cancel every job (its owner gets CANCELLED with reason ``shutdown``), then stop."""
@@ -192,6 +212,8 @@ class Daemon:
             worker.join(timeout=30)
         self._drain(self.events, self._on_event)
         self._flush()
+        if self.bridge_port is not None:
+            self.bridge_port.close()
         remove_connection_file(self.config)
         if self._authenticator is not None:
             self._authenticator.stop()
@@ -201,8 +223,7 @@ class Daemon:
         self.router.close(linger=500)  # the CANCELLED messages above get out
         self.events.close(linger=0)
         self.context.term()
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
+        self._lock.release()
         log.info("daemon stopped")
 
     # -- the loop ----------------------------------------------------------------------------
@@ -595,13 +616,13 @@ def _source_fd(frame: zmq.Frame) -> int | None:
 
 
 def _client_key(frame: zmq.Frame) -> str | None:
-    """The CURVE public key (Z85) the message was sent with; None on unencrypted endpoints,
-    where the user who owns the socket owns every job."""
+    """The CURVE public key (Z85) the message was sent with; None on ipc, inproc and PLAIN
+    endpoints, where the user who owns the socket (or knows its secret) owns every job."""
     try:
         key = frame.get("User-Id")
     except zmq.ZMQError:
         return None
-    return key if key and key != "anonymous" else None
+    return key if key and key not in ("anonymous", P.PLAIN_USER) else None
 
 
 def _is_loopback_address(address: str) -> bool:
@@ -612,16 +633,13 @@ def _is_loopback_address(address: str) -> bool:
 
 
 def _rss_bytes() -> int:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError):
-        return 0
+    return psutil.Process().memory_info().rss
 
 
-def run_daemon(config: DaemonConfig, spec: ModelSpec, devices: list[str], lock_fd: int) -> None:
+def run_daemon(config: DaemonConfig, spec: ModelSpec, devices: list[str],
+               lock: BaseFileLock) -> None:
     """Load one model per device, then serve until stopped. The caller has taken the
-    endpoint's lock (``lock_fd``) and written the connection file as ``starting``."""
+    endpoint's ``lock`` and written the connection file as ``starting``."""
     from neural_mirage.engine import keep_freed_memory, pick_device
     from neural_mirage.weights import load_model
 
@@ -640,9 +658,9 @@ def run_daemon(config: DaemonConfig, spec: ModelSpec, devices: list[str], lock_f
                  speed.iteration_seconds(512 * 512))
     except BaseException:
         remove_connection_file(config)
-        os.close(lock_fd)
+        lock.release()
         raise
-    daemon = Daemon(config, models, speed, lock_fd)
+    daemon = Daemon(config, models, speed, lock)
     try:
         daemon.start()
         daemon.serve()

@@ -281,27 +281,28 @@ def cmd_fetch_weights(args: argparse.Namespace) -> int:
 
 def cmd_daemon(args: argparse.Namespace) -> int:
     """Run the render daemon in the foreground."""
+    from .client.locate import log_file
     from .daemon.config import (
         DaemonConfig,
         configure_logging,
-        default_cache_dir,
         take_lock,
         write_connection_file,
     )
+    from .install.plugins import sandboxed_client_dirs
 
     config = DaemonConfig(max_queue=args.max_queue, max_pixels=args.max_pixels,
                           max_memory=args.max_memory,
-                          curve_dir=Path(args.curve_dir) if args.curve_dir else None)
+                          curve_dir=Path(args.curve_dir) if args.curve_dir else None,
+                          sandbox_dirs=sandboxed_client_dirs())
     if args.bind:
         config.endpoint = args.bind
     # Before torch is imported (seconds): a client started now waits for this daemon.
-    lock_fd = take_lock(config)
+    lock = take_lock(config)
     write_connection_file(config, starting=True)
-    log_file = Path(args.log_file) if args.log_file else default_cache_dir() / "daemon.log"
-    configure_logging(log_file, args.verbose)
+    configure_logging(Path(args.log_file) if args.log_file else log_file(), args.verbose)
     from .daemon.server import run_daemon
 
-    run_daemon(config, model_spec(args), args.devices.split(","), lock_fd)
+    run_daemon(config, model_spec(args), args.devices.split(","), lock)
     return 0
 
 
@@ -427,13 +428,9 @@ def cmd_service(args: argparse.Namespace) -> int:
         daemon_args = [*model_spec(args).daemon_args(), "--devices", args.devices]
         if args.bind:
             daemon_args += ["--bind", args.bind]
-        path = service.install(daemon_args)
-        print(f"Installed {path}. Start it with 'neural-mirage service enable' (starts now and "
-              "at every login) or 'neural-mirage service start'.")
+        print(service.install(daemon_args))
         return 0
-    output = service.control(args.action)
-    if output:
-        print(output)
+    print(service.control(args.action))
     return 0
 
 
@@ -441,18 +438,53 @@ def cmd_install_plugin(args: argparse.Namespace) -> int:
     from .install import plugins
 
     daemon_args = model_spec(args).daemon_args()
-    dest = Path(args.dest) if args.dest else None
-    if args.editor == "krita":
-        path = plugins.install_krita(dest, daemon_args)
-        how = ("Restart Krita; the plug-in is enabled (Settings > Configure Krita > Python "
-               "Plugin Manager) and its menu entry is Tools > Scripts > Neural Mirage...")
-        if dest is not None:
-            how = ("Enable it in Settings > Configure Krita > Python Plugin Manager, then "
-                   "restart Krita.")
-    else:
-        path = plugins.install_gimp(dest, daemon_args)
-        how = "Restart GIMP; the menu entry is Filters > Artistic > Neural Mirage..."
-    print(f"Installed the {args.editor} plug-in in {path}. {how}")
+    if args.zip:
+        if args.editor != "krita" or args.dest or args.target:
+            raise UsageError("--zip makes Krita's plug-in zip: 'install-plugin krita --zip FILE'")
+        path = plugins.krita_zip(Path(args.zip), daemon_args)
+        print(f"Wrote {path}. In Krita: Tools > Scripts > Import Python Plugin from File..., "
+              "choose it, answer Yes to enable it, restart Krita; the menu entry is Tools > "
+              "Scripts > Neural Mirage...")
+        return 0
+    try:
+        installs = plugins.install(args.editor, args.target,
+                                   Path(args.dest) if args.dest else None, daemon_args)
+    except plugins.PluginInstallError as exc:
+        raise UsageError(str(exc)) from exc
+    if not installs:
+        raise UsageError("found neither Krita nor GIMP 3 (native or Flatpak); name one, e.g. "
+                         "'install-plugin krita', to install it in its usual folder")
+    menus = {"krita": "Tools > Scripts > Neural Mirage...",
+             "gimp": "Filters > Artistic > Neural Mirage..."}
+    for done in installs:
+        name = plugins.NAMES[done.editor]
+        how = f"Restart {name}; the menu entry is {menus[done.editor]}"
+        if done.editor == "krita" and done.kritarc is None:
+            how = ("Enable it in Settings > Configure Krita > Python Plugin Manager and restart "
+                   f"Krita; the menu entry is {menus['krita']}")
+        if done.target in plugins.SANDBOXES:
+            how = ("From its sandbox it cannot start the daemon: start that with 'neural-mirage "
+                   f"service enable'. {how}")
+        note = f" ({done.note})" if done.note else ""
+        print(f"Installed the {name} plug-in ({done.target}) in {done.package}{note}. {how}")
+    missing = set(plugins.EDITORS) - {i.editor for i in installs}
+    for editor in sorted(missing) if args.editor == "all" else []:
+        print(f"{plugins.NAMES[editor]} was not found (native or Flatpak); skipped.")
+    return 0
+
+
+def cmd_uninstall_plugin(args: argparse.Namespace) -> int:
+    from .install import plugins
+
+    removed = plugins.uninstall(args.editor, args.target)
+    for done in removed:
+        print(f"Removed the {plugins.NAMES[done.editor]} plug-in ({done.target}) from "
+              f"{done.package}.")
+    if not removed:
+        which = "" if args.editor == "all" else f" for {plugins.NAMES[args.editor]}"
+        where = f" ({args.target})" if args.target else ""
+        print(f"No neural-mirage plug-in is installed{which}{where}: nothing is recorded in "
+              f"{plugins.manifest_file()}.")
     return 0
 
 
@@ -506,8 +538,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", action="store_true")
     p.set_defaults(func=cmd_daemon)
 
-    p = commands.add_parser("service", help="manage the daemon as a systemd --user service")
-    p.add_argument("action", choices=("install", "start", "stop", "status", "enable", "disable"))
+    p = commands.add_parser("service", help="run the daemon at every login, for this user "
+                            "(systemd on Linux, launchd on macOS, the Run key on Windows)")
+    p.add_argument("action", choices=("install", "uninstall", "enable", "disable", "start",
+                                      "stop", "status"),
+                   help="install writes the service with the options below, starting nothing; "
+                        "enable starts it now and at every login; disable undoes that; "
+                        "uninstall removes what install wrote")
     add_weights_options(p, device=False)
     p.add_argument("--devices", default="auto")
     p.add_argument("--bind", metavar="ENDPOINT")
@@ -542,12 +579,23 @@ def build_parser() -> argparse.ArgumentParser:
     add_client_options(p)
     p.set_defaults(func=cmd_fetch)
 
-    p = commands.add_parser("install-plugin", help="install the Krita or GIMP plug-in")
-    p.add_argument("editor", choices=("krita", "gimp"))
+    p = commands.add_parser("install-plugin", help="install the Krita or GIMP plug-in where "
+                            "each editor is (native, Flatpak)")
+    p.add_argument("editor", choices=("krita", "gimp", "all"))
+    p.add_argument("--target", choices=("native", "flatpak", "snap"),
+                   help="only this packaging of the editor (default: each one found)")
     p.add_argument("--dest", metavar="DIR", help="Krita resource folder or GIMP plug-ins folder "
                    "(default: the editor's own, for this user)")
+    p.add_argument("--zip", metavar="OUT.zip", help="instead, write a zip for Krita's Tools > "
+                   "Scripts > Import Python Plugin from File...")
     add_weights_options(p, device=False)  # for a daemon that the plug-in starts
     p.set_defaults(func=cmd_install_plugin)
+
+    p = commands.add_parser("uninstall-plugin", help="remove what install-plugin installed")
+    p.add_argument("editor", choices=("krita", "gimp", "all"))
+    p.add_argument("--target", choices=("native", "flatpak", "snap", "folder"),
+                   help="only the plug-ins installed there (default: all)")
+    p.set_defaults(func=cmd_uninstall_plugin)
 
     p = commands.add_parser("sees", help="what the net sees where in a photo: a class map")
     p.add_argument("photo", help="a photo, or a result")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -26,8 +27,13 @@ class DaemonProcess:
     def env(self) -> dict[str, str]:
         return daemon_env(self.runtime_dir, self.cache_dir)
 
+    @property
+    def connection(self) -> dict:
+        """What the daemon's connection file says (endpoint, pid, secret, bridge port)."""
+        return json.loads((self.runtime_dir / "daemon.json").read_text())
+
     def client(self, timeout: float = 10.0) -> Client:
-        client = Client(self.endpoint, timeout=timeout)
+        client = Client(self.endpoint, timeout=timeout, secret=self.connection.get("secret"))
         try:
             client.hello()
         except DaemonError:
@@ -58,15 +64,26 @@ def short_dir(prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
 
 
+def hidden_pyzmq(folder: Path) -> Path:
+    """A folder for PYTHONPATH in which ``zmq`` and ``msgpack`` fail to import, as in an
+    editor's Python that has neither (Flatpak, Windows and macOS builds)."""
+    for name in ("zmq", "msgpack"):
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        (folder / name / "__init__.py").write_text(f"raise ImportError('{name} is hidden')\n")
+    return folder
+
+
 def daemon_env(runtime_dir: Path, cache_dir: Path) -> dict[str, str]:
     return {**os.environ, "NEURAL_MIRAGE_RUNTIME_DIR": str(runtime_dir),
             "NEURAL_MIRAGE_CACHE_DIR": str(cache_dir)}
 
 
 def start_daemon(runtime_dir: Path | None = None, cache_dir: Path | None = None,
-                 *extra: str, wait: float = 60.0, hello: bool = True) -> DaemonProcess:
+                 *extra: str, wait: float = 60.0, hello: bool = True,
+                 env: dict[str, str] | None = None) -> DaemonProcess:
     """Start a daemon with random weights; wait until it answers HELLO (with ``hello``; a
-    CURVE daemon answers only clients with a listed key, so its test waits by itself)."""
+    CURVE daemon answers only clients with a listed key, so its test waits by itself).
+    ``env``: more environment (a home of the test's own)."""
     runtime_dir = runtime_dir or short_dir("nm-run-")
     cache_dir = cache_dir or short_dir("nm-cache-")
     log = cache_dir / "test-daemon.log"
@@ -76,7 +93,7 @@ def start_daemon(runtime_dir: Path | None = None, cache_dir: Path | None = None,
             endpoint = item
     process = subprocess.Popen(
         daemon_command("--weights", "random", "--log-file", str(log), *extra),
-        env=daemon_env(runtime_dir, cache_dir), stdout=subprocess.DEVNULL,
+        env={**daemon_env(runtime_dir, cache_dir), **(env or {})}, stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE, text=True)
     daemon = DaemonProcess(process, runtime_dir, cache_dir, endpoint, log)
     if not hello:

@@ -424,8 +424,8 @@ def test_security_defaults(daemon):
 def test_tcp_loopback_and_shutdown():
     d = start_daemon(None, None, "--bind", "tcp://127.0.0.1:5612")
     try:
-        assert Client("tcp://127.0.0.1:5612", timeout=5).hello()["protocol"] == P.PROTOCOL_VERSION
         with d.client() as c:
+            assert c.welcome["protocol"] == P.PROTOCOL_VERSION
             c.shutdown()
         d.process.wait(30)
         assert d.process.returncode == 0

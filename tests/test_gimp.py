@@ -24,7 +24,7 @@ from PIL import Image
 
 from neural_mirage.client.presets import Settings
 
-from .daemon_process import rendered_as_sent, start_daemon
+from .daemon_process import hidden_pyzmq, rendered_as_sent, start_daemon
 
 ROOT = Path(os.environ.get("NEURAL_MIRAGE_GIMP_CHROOT", "/opt/neural-mirage-gimp3"))
 pytestmark = pytest.mark.skipif(not (ROOT / "usr/bin/gimp-console-3.0").exists(),
@@ -64,18 +64,16 @@ class GimpHome:
     """A GIMP configuration folder inside the chroot with the plug-in installed; kept between
     sessions like an artist's, so a later session reads what an earlier one stored."""
 
-    def __init__(self, endpoint: str | None) -> None:
+    def __init__(self, connection: dict | None) -> None:
+        """``connection``: the daemon's connection file, which GIMP in the chroot (like a
+        sandboxed GIMP) cannot see where the daemon wrote it; None: no daemon."""
         self.work = Path(tempfile.mkdtemp(prefix="nm-gimp-", dir=ROOT / "tmp"))
         self.inside = Path("/tmp") / self.work.name
-        r = subprocess.run([sys.executable, "-m", "neural_mirage.cli", "install-plugin", "gimp",
-                            "--weights", "random"],
-                           env={**os.environ, "GIMP3_DIRECTORY": str(self.work / "cfg")},
-                           capture_output=True, text=True, timeout=120)
-        assert r.returncode == 0, r.stderr
+        install_gimp_plugin({"GIMP3_DIRECTORY": str(self.work / "cfg"),
+                             "XDG_DATA_HOME": str(self.work / "data")})
         (self.work / "run").mkdir(mode=0o700)
-        if endpoint is not None:
-            (self.work / "run" / "daemon.json").write_text(json.dumps(
-                {"endpoint": endpoint, "protocol": 1, "version": "test", "pid": 0}))
+        if connection is not None:
+            (self.work / "run" / "daemon.json").write_text(json.dumps(connection))
         shutil.copy2(DRIVER, self.work / "driver.py")
 
     def env(self) -> dict[str, str]:
@@ -108,9 +106,49 @@ class GimpHome:
         shutil.rmtree(self.work, ignore_errors=True)
 
 
+def install_gimp_plugin(env: dict[str, str]) -> None:
+    """``install-plugin gimp`` as a user runs it, in ``env`` (the test's own folders)."""
+    r = subprocess.run([sys.executable, "-m", "neural_mirage.cli", "install-plugin", "gimp",
+                        "--weights", "random"], env={**os.environ, **env},
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+
+
+class FlatpakGimpHome(GimpHome):
+    """GIMP as a Flatpak: its configuration in ~/.var/app/org.gimp.GIMP, no pyzmq, no host
+    program it may start, and a runtime folder of its own, so the plug-in finds the daemon only
+    by the copy of the connection file that the daemon leaves beside it."""
+
+    def __init__(self) -> None:
+        self.work = Path(tempfile.mkdtemp(prefix="nm-gimp-", dir=ROOT / "tmp"))
+        self.inside = Path("/tmp") / self.work.name
+        (self.work / ".var/app/org.gimp.GIMP").mkdir(parents=True)
+        install_gimp_plugin({"HOME": str(self.work), "XDG_DATA_HOME": str(self.host_data),
+                             "XDG_CONFIG_HOME": str(self.work / ".config"),
+                             "GIMP3_DIRECTORY": ""})
+        hidden_pyzmq(self.work / "no-pyzmq")
+        shutil.copy2(DRIVER, self.work / "driver.py")
+
+    @property
+    def host_data(self) -> Path:
+        """neural-mirage's data folder on the host (its record of installed plug-ins)."""
+        return self.work / ".local/share"
+
+    @property
+    def plugin(self) -> Path:
+        return self.work / ".var/app/org.gimp.GIMP/config/GIMP/3.0/plug-ins/neural-mirage"
+
+    def env(self) -> dict[str, str]:
+        return {"HOME": str(self.inside), "FLATPAK_ID": "org.gimp.GIMP",
+                "XDG_CONFIG_HOME": str(self.inside / ".var/app/org.gimp.GIMP/config"),
+                "PYTHONPATH": str(self.inside / "no-pyzmq"),
+                "NEURAL_MIRAGE_RUNTIME_DIR": str(self.inside / "sandbox-run"),
+                "NEURAL_MIRAGE_CACHE_DIR": str(self.inside / "cache"), "PATH": "/usr/bin:/bin"}
+
+
 @pytest.fixture()
 def gimp(daemon):
-    home = GimpHome(daemon.endpoint)
+    home = GimpHome(daemon.connection)
     yield home
     home.remove()
 
@@ -186,6 +224,28 @@ def test_result_lands_on_the_area_whatever_the_render_size(gimp, daemon, name, s
     if selection and selection[0] == "ellipse":
         assert got[0, 0, 3] == 0 and got[h // 2, w // 2, 3] == 255
     assert res["base_unchanged"]
+
+
+def test_flatpak_gimp_without_pyzmq_renders_through_the_daemons_bridge_port():
+    """GIMP as a Flatpak, without pyzmq: install-plugin finds it in ~/.var/app; a daemon
+    started after leaves its connection file beside the plug-in; a selection away from the
+    origin, rendered smaller than the area, lands in place as the daemon renders what was
+    sent."""
+    home = FlatpakGimpHome()
+    daemon = start_daemon(None, None, "--max-pixels", str(MAX_PIXELS),
+                          env={"HOME": str(home.work), "XDG_DATA_HOME": str(home.host_data)})
+    try:
+        assert (home.plugin / "_mirage/daemon.json").exists()
+        settings = {**BASE, "size_mode": "custom", "size": 96}
+        res = home.session(photo(600, 400), [
+            {"settings": settings, "selection": ["rect", 150, 100, 240, 160], "record": True}])
+        (call,) = res["calls"]
+        assert call["status"] == "success", call["error"]
+        assert call["offsets"] == [150, 100] and call["size"] == [240, 160]
+        np.testing.assert_array_equal(layer_pixels(call), daemon_result(daemon, call["sent"]))
+    finally:
+        daemon.stop()
+        home.remove()
 
 
 def test_steering_in_the_selection_and_what_the_net_sees(gimp, daemon):

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from .daemon_process import rendered_as_sent, short_dir, start_daemon
+from .daemon_process import hidden_pyzmq, rendered_as_sent, short_dir, start_daemon
 
 pytestmark = pytest.mark.skipif(shutil.which("krita") is None or shutil.which("Xvfb") is None,
                                 reason="Krita and Xvfb are installed by install/test-hosts.sh")
@@ -47,26 +47,41 @@ def photo(width: int, height: int, depth: str = "U8") -> np.ndarray:
     return (pixels / 255.0).astype(np.float32)
 
 
-def install_plugin(home: Path, env: dict[str, str], weights: str) -> None:
+def install_plugin(home: Path, env: dict[str, str], weights: str, flatpak: bool) -> None:
     """The plug-in as ``install-plugin`` installs it (the daemon it starts loads ``weights``),
-    plus the test driver."""
+    plus the test driver; ``flatpak``: into a home where Krita is the Flatpak."""
+    sandbox = home / ".var/app/org.kde.krita"
+    if flatpak:
+        sandbox.mkdir(parents=True)
     r = subprocess.run([sys.executable, "-m", "neural_mirage.cli", "install-plugin", "krita",
                         "--weights", weights], env={**env, "HOME": str(home)},
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    pykrita = home / ".local/share/krita/pykrita"
+    pykrita = (sandbox / "data/krita" if flatpak else home / ".local/share/krita") / "pykrita"
     shutil.copytree(HOSTS / "krita_driver", pykrita / "krita_driver")
     shutil.copy2(HOSTS / "krita_driver.desktop", pykrita)
-    kritarc = home / ".config/kritarc"
+    kritarc = sandbox / "config/kritarc" if flatpak else home / ".config/kritarc"
     kritarc.write_text(kritarc.read_text() + "enable_krita_driver=true\n")
 
 
+def as_flatpak(env: dict[str, str], home: Path) -> dict[str, str]:
+    """Krita's environment in its Flatpak sandbox (XDG folders in ~/.var/app/org.kde.krita,
+    FLATPAK_ID, a runtime folder of its own), and with no pyzmq to import."""
+    hidden = hidden_pyzmq(home / "no-pyzmq")
+    sandbox = home / ".var/app/org.kde.krita"
+    return {**env, "FLATPAK_ID": "org.kde.krita", "XDG_DATA_HOME": str(sandbox / "data"),
+            "XDG_CONFIG_HOME": str(sandbox / "config"), "PYTHONPATH": str(hidden),
+            "NEURAL_MIRAGE_RUNTIME_DIR": str(home / "sandbox-run")}
+
+
 def run_krita(env: dict[str, str], spec: dict, pixels: np.ndarray, depth: str = "U8",
-              weights: str = "random") -> dict:
+              weights: str = "random", flatpak: bool = False) -> dict:
     """Krita with the plug-in and the test driver in a fresh home, running ``spec`` on a
-    document of ``pixels``."""
+    document of ``pixels``; ``flatpak``: Krita as a Flatpak without pyzmq (:func:`as_flatpak`)."""
     home = short_dir("nm-krita-")
-    install_plugin(home, env, weights)
+    install_plugin(home, env, weights, flatpak)
+    if flatpak:
+        env = as_flatpak(env, home)
     (home / "photo.raw").write_bytes(pixels.tobytes())
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     height, width = pixels.shape[:2]
@@ -102,7 +117,7 @@ def daemon():
 
 
 def with_bridge(env: dict[str, str], bridge: bool) -> dict[str, str]:
-    return {**env, "NEURAL_MIRAGE_BRIDGE": "1" if bridge else "0"}
+    return {**env, "NEURAL_MIRAGE_BRIDGE": "relay" if bridge else "0"}
 
 
 def layer_pixels(render: dict, dtype: type) -> np.ndarray:
@@ -170,6 +185,25 @@ def test_renders_land_on_the_selection_and_undo_in_one_step(daemon, bridge):
     for line in ("Scale 1/2 (160x106 px), iteration 2/2", "Scale 2/2 (320x213 px), iteration 4/4"):
         assert any(s.startswith(line) for s in ellipse["statuses"]), ellipse["statuses"]
     assert res["base_unchanged"]
+
+
+def test_flatpak_krita_without_pyzmq_renders_through_the_daemons_bridge_port(daemon):
+    """Krita as a Flatpak: no pyzmq, no host program it may start, and the host's runtime
+    folder out of sight. install-plugin finds it in ~/.var/app, and the running daemon's
+    connection file is copied beside the plug-in; the dialog's render of a selection away from
+    the origin lands in place, as the daemon renders what was sent, and undoes in one step."""
+    area = [150, 100, 240, 160]
+    renders = [{"settings": {**BASE, "size_mode": "custom", "size": 96},
+                "selection": ["rect", *area]}]
+    res = run_krita(daemon.env, {"mode": "renders", "name": "flatpak", "renders": renders},
+                    photo(600, 400), flatpak=True)
+    (render,) = res["renders"]
+    assert render["error"] == "", render["error"]
+    assert render["status"].startswith("Done"), render["status"]
+    assert render["bounds"] == area
+    assert render["after_one_undo"] == render["before"]
+    np.testing.assert_array_equal(layer_pixels(render, np.uint8),
+                                  daemon_result(daemon, render, "U8"))
 
 
 def test_steering_in_the_selection_and_the_map_of_what_the_net_sees(daemon):
