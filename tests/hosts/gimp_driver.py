@@ -29,7 +29,7 @@ RUN_MODES = {"noninteractive": Gimp.RunMode.NONINTERACTIVE,
 
 def plugin_module():
     """The installed plug-in's own code (its read_area, plan_render and session)."""
-    folder = os.path.join(os.environ["GIMP3_DIRECTORY"], "plug-ins", "neural-mirage")
+    folder = os.path.join(Gimp.directory(), "plug-ins", "neural-mirage")
     sys.path.insert(0, folder)
     spec = importlib.util.spec_from_file_location("nm_plugin",
                                                   os.path.join(folder, "neural-mirage.py"))
