@@ -56,8 +56,12 @@ class BridgeSession:
 
     def __init__(self, reader: BinaryIO, writer: BinaryIO, close: Callable[[], None],
                  connect: dict[str, Any], timeout: float,
-                 on_spawn: Callable[[], None] | None = None) -> None:
+                 on_spawn: Callable[[], None] | None = None,
+                 ended: tuple[str, str] = ("no_daemon", "the bridge process ended")) -> None:
+        """``ended``: the error code and message when the stream ends (the relay process
+        exited, or the daemon serving the bridge port stopped)."""
         self._reader, self._writer, self._close = reader, writer, close
+        self._ended = ended
         self._events: queue.Queue = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
         self.timeout = timeout
@@ -114,7 +118,9 @@ class BridgeSession:
                     item.close()
             sock.close()
 
-        return cls(reader, writer, close, {"secret": secret}, timeout)
+        return cls(reader, writer, close, {"secret": secret}, timeout,
+                   ended=("daemon_stopped", "the render daemon stopped (it closed its bridge "
+                                            "port's connection)"))
 
     def _read(self) -> None:
         try:
@@ -123,8 +129,8 @@ class BridgeSession:
         except (OSError, ValueError):  # the connection or the process went away
             pass
         finally:
-            self._events.put(({"type": "ERROR", "code": "no_daemon",
-                               "message": "the bridge process ended"}, []))
+            code, message = self._ended
+            self._events.put(({"type": "ERROR", "code": code, "message": message}, []))
 
     def _send(self, header: dict[str, Any], frames: list[bytes] = ()) -> None:
         try:

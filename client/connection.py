@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .bridge import BridgeSession
-from .job import DaemonError
+from .job import DaemonError, JobCancelled
 from .locate import daemon_command, log_file, read_connection_file, sandbox
 
 _HERE = Path(__file__).resolve().parent
@@ -50,6 +50,8 @@ def friendly(exc: Exception) -> MirageError:
     """Turn a client or bridge error into a message whose first sentence says what to do."""
     if isinstance(exc, MirageError):
         return exc
+    if isinstance(exc, JobCancelled) and exc.reason == "shutdown":  # not the artist's cancel
+        exc = DaemonError("daemon_stopped", "the render daemon was stopped during the render")
     code = getattr(exc, "code", "error")
     text = str(exc).strip().rstrip(".")
     if code == "no_daemon" and text.startswith(_COULD_NOT_START):
@@ -67,6 +69,9 @@ def friendly(exc: Exception) -> MirageError:
         "out_of_memory": "Choose a smaller render size: the daemon ran out of memory ({text}).",
         "busy": "Try again when some renders have finished: {text}.",
         "cancelled": "Cancelled.",
+        "daemon_stopped": "Render again to start a new daemon: {text}. Nothing was rendered, "
+                          "and the result of a render that had finished is kept. Its log: "
+                          + str(log_file()) + ".",
     }
     return MirageError(hints.get(code, "{text}.").format(text=text), code)
 
@@ -105,6 +110,16 @@ def open_session(timeout: float = 10.0, on_spawn: Callable[[], None] | None = No
         raise MirageError(_cannot_start(python), "no_daemon")
     except Exception as exc:
         raise friendly(exc) from exc
+
+
+def starting_text() -> str:
+    """What a dialog says while the daemon it started loads: that it runs in the background,
+    and for how long it stays when unused (``install-plugin --idle-exit``)."""
+    args = plugin_config().get("daemon_args", [])
+    idle = float(args[args.index("--idle-exit") + 1]) if "--idle-exit" in args else 0
+    stays = (f"it stops by itself after {idle / 60:g} minutes without a render" if idle
+             else "it keeps running in the background")
+    return f"Starting the neural-mirage daemon (loading the network; {stays})..."
 
 
 def _cannot_start(python: str | None) -> str:

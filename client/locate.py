@@ -135,6 +135,17 @@ def secret_for(endpoint: str) -> str | None:
     return secret if isinstance(secret, str) else None
 
 
+def daemon_gone(endpoint: str) -> bool:
+    """Whether the daemon that served ``endpoint`` has exited: its connection file is gone or
+    names a process that no longer runs. (In a sandbox, whose processes are not the host's,
+    only a removed file tells.)"""
+    info = read_connection_file()
+    if info is None or info.get("endpoint") != endpoint:
+        return True
+    pid = info.get("pid")
+    return sandbox() is None and isinstance(pid, int) and not alive(pid)
+
+
 def starting_daemon() -> int | None:
     """The pid of a daemon that is loading its model (its connection file says so), if alive."""
     info = read_connection_file()

@@ -63,6 +63,7 @@ E_FORBIDDEN = "forbidden"
 E_SHUTTING_DOWN = "shutting_down"
 E_TIMEOUT = "timeout"                # raised by clients, never sent
 E_NO_DAEMON = "no_daemon"            # raised by clients, never sent
+E_DAEMON_STOPPED = "daemon_stopped"  # raised by clients: it stopped during a job
 E_UNAUTHORIZED = "unauthorized"      # no or a wrong secret on loopback TCP
 
 #: ZeroMQ PLAIN user name on loopback TCP; the password is the connection file's ``secret``.

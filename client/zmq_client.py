@@ -26,6 +26,7 @@ from .job import DaemonError, JobCancelled, Result
 from .locate import (
     alive,
     connection_file,
+    daemon_gone,
     read_connection_file,
     secret_for,
     spawn_daemon,
@@ -376,10 +377,14 @@ class JobWatch:
             message = client._receive(max(0.0, min(deadline - now, client.heartbeat)))
             if message is None:
                 if time.monotonic() - self.last_heard > client.timeout:
+                    if daemon_gone(client.endpoint):
+                        raise DaemonError(P.E_DAEMON_STOPPED, "the render daemon stopped "
+                                          "during the render (it was killed, or it crashed)",
+                                          self.job)
                     raise DaemonError(P.E_TIMEOUT, f"the daemon stopped answering for "
-                                      f"{client.timeout:g} s (was it stopped or killed?). If "
-                                      f"it finished, fetch the result later: 'neural-mirage "
-                                      f"fetch {self.job} OUTPUT'", self.job)
+                                      f"{client.timeout:g} s. If it finishes, fetch the result "
+                                      f"later: 'neural-mirage fetch {self.job} OUTPUT'",
+                                      self.job)
                 if time.monotonic() >= deadline:
                     return None
                 continue

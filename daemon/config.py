@@ -54,6 +54,9 @@ class DaemonConfig:
     """What a client must present on loopback TCP (ZeroMQ PLAIN, and the bridge port), where
     every local user and program could connect: only the connection file, readable by this
     user alone, holds it. New at every start."""
+    idle_exit: float = 0
+    """Seconds without jobs or messages after which the daemon exits (0: never). The plug-ins
+    start theirs with it (``install-plugin --idle-exit``); a service's daemon stays."""
     bridge_port: int | None = None
     """The loopback TCP port of the bridge (:mod:`.bridge_port`), once it listens."""
     sandbox_dirs: list[Path] = field(default_factory=list)

@@ -120,6 +120,8 @@ class Daemon:
         self._undelivered: list[tuple[bytes, list[Any]]] = []
         """Final job messages that met a full pipe (a client busy for long): sent again later."""
         self.started = time.monotonic()
+        self.last_active = self.started
+        """When the daemon last heard from a client or a worker (see ``idle_exit``)."""
         self._numbers = itertools.count(1)
         self.stopping = False
         self._lock = lock
@@ -253,6 +255,18 @@ class Daemon:
                 undelivered, self._undelivered = self._undelivered, []
                 for identity, frames in undelivered:
                     self._send_frames(identity, frames, final=True)
+            if ready:
+                self.last_active = time.monotonic()
+            self._exit_when_idle()
+
+    def _exit_when_idle(self) -> None:
+        """A daemon that an editor started exits after ``idle_exit`` seconds with no job and no
+        message, so it does not hold its memory long after the editor closed. Finished results
+        stay stored: the next daemon serves them."""
+        idle = self.config.idle_exit
+        if idle and not self.jobs and time.monotonic() - self.last_active > idle:
+            log.info("idle for %g s: exiting (--idle-exit)", idle)
+            self.stopping = True
 
     @staticmethod
     def _drain(sock: zmq.Socket, handle: Any) -> None:

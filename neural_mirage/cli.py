@@ -291,6 +291,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     from .install.plugins import sandboxed_client_dirs
 
     config = DaemonConfig(max_queue=args.max_queue, max_pixels=args.max_pixels,
+                          idle_exit=args.idle_exit,
                           max_memory=args.max_memory,
                           curve_dir=Path(args.curve_dir) if args.curve_dir else None,
                           sandbox_dirs=sandboxed_client_dirs())
@@ -437,7 +438,7 @@ def cmd_service(args: argparse.Namespace) -> int:
 def cmd_install_plugin(args: argparse.Namespace) -> int:
     from .install import plugins
 
-    daemon_args = model_spec(args).daemon_args()
+    daemon_args = [*model_spec(args).daemon_args(), "--idle-exit", f"{args.idle_exit:g}"]
     if args.zip:
         if args.editor != "krita" or args.dest or args.target:
             raise UsageError("--zip makes Krita's plug-in zip: 'install-plugin krita --zip FILE'")
@@ -526,6 +527,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--devices", default="auto",
                    help="one worker per device, e.g. cuda:0,cuda:1 (default: auto)")
     p.add_argument("--max-queue", type=int, default=32, help="queued jobs before BUSY")
+    p.add_argument("--idle-exit", type=float, default=0, metavar="SECONDS",
+                   help="exit after this long with no job and no client message (default 0: "
+                        "never; the daemon a plug-in starts uses 900)")
     p.add_argument("--max-pixels", type=int, default=8192 * 8192, help="largest input image")
     p.add_argument("--max-memory", type=byte_size, metavar="SIZE",
                    help="refuse renders estimated to need more, e.g. 6G (default: the "
@@ -589,6 +593,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--zip", metavar="OUT.zip", help="instead, write a zip for Krita's Tools > "
                    "Scripts > Import Python Plugin from File...")
     add_weights_options(p, device=False)  # for a daemon that the plug-in starts
+    p.add_argument("--idle-exit", type=float, default=900, metavar="SECONDS",
+                   help="a daemon the plug-in starts exits after this long with no job "
+                        "(default 900: 15 minutes; 0: never)")
     p.set_defaults(func=cmd_install_plugin)
 
     p = commands.add_parser("uninstall-plugin", help="remove what install-plugin installed")

@@ -580,3 +580,70 @@ def test_over_curve_each_client_key_sees_and_touches_only_its_own_jobs(tmp_path)
         for client in (alice, bob, stranger):
             client.close()
         d.stop()
+
+
+def test_a_daemon_with_idle_exit_renders_then_exits_when_unused():
+    """The daemon a plug-in starts (``--idle-exit``) does not outlive the editor for long: a
+    detached render that runs longer than the idle time, with no client talking meanwhile, is
+    finished first; then the daemon exits, and the result stays stored for the next one."""
+    d = start_daemon(None, None, "--idle-exit", "3")
+    try:
+        pixels = np.full((48, 64, 3), 90, np.uint8)
+        with d.client(timeout=60) as c:
+            job = c.submit(pixels.tobytes(), P.image_meta(64, 48, 3, "u8", "RGB"),
+                           {**TINY, "size": 64, "iterations": 12}, detach=True)["job"]
+        assert d.process.wait(120) == 0
+        log = d.log.read_text()
+        done = log.index(f"job {job}: done in")
+        assert float(log[done:].split()[4]) > 3, "the render was too short to show anything"
+        assert log.index("idle for 3 s: exiting") > done
+        assert not (d.runtime_dir / "daemon.json").exists()
+        again = start_daemon(d.runtime_dir, d.cache_dir)
+        try:
+            with again.client() as c:
+                assert len(c.fetch(job).pixels) == 64 * 48 * 3
+        finally:
+            again.stop()
+    finally:
+        d.stop()
+
+
+@pytest.mark.parametrize("how", ["killed", "stopped", "killed-bridge-port"])
+def test_a_daemon_that_stops_mid_render_is_not_a_cancel(how, monkeypatch):
+    """What the plug-ins show when the daemon goes away during a render: that it stopped and
+    what to do, never "Cancelled." (the artist did not cancel)."""
+    from neural_mirage.client.bridge import BridgeSession
+    from neural_mirage.client.connection import friendly
+
+    d = start_daemon(None, None)
+    monkeypatch.setenv("NEURAL_MIRAGE_RUNTIME_DIR", str(d.runtime_dir))
+    try:
+        pixels = np.full((48, 64, 3), 90, np.uint8).tobytes()
+        if how == "killed-bridge-port":
+            bridge = d.connection["bridge"]
+            session = BridgeSession.over_tcp(bridge["host"], bridge["port"], bridge["secret"], 5)
+        else:
+            session = Client(timeout=5)
+            session.hello()
+        job = session.submit(pixels, P.image_meta(64, 48, 3, "u8", "RGB"), LONG)["job"]
+        progress: list[dict] = []
+        watch = session.watch(job, lambda header, _: progress.append(header))
+        while not progress:  # the render runs
+            assert watch.poll(0.2) is None
+        if how == "stopped":
+            d.process.terminate()
+        else:
+            d.kill()
+        started = time.monotonic()
+        with pytest.raises(DaemonError) as stopped:
+            while watch.poll(0.5) is None:
+                pass
+        session.close()
+        message = str(friendly(stopped.value))
+        assert friendly(stopped.value).code == "daemon_stopped", message
+        assert message.startswith("Render again to start a new daemon: the render daemon "), \
+            message
+        assert time.monotonic() - started < 15
+    finally:
+        d.stop()
+

@@ -24,6 +24,7 @@ from _mirage.connection import (  # noqa: E402
     MirageError,
     friendly,
     open_session,
+    starting_text,
 )
 from _mirage.job import JobCancelled  # noqa: E402
 from _mirage.plan import (  # noqa: E402
@@ -113,8 +114,7 @@ def render(image: Any, drawable: Any, settings: Settings, progress: Any,
         selected_bytes = bytes(selection.get(Gegl.Rectangle.new(ox + x, oy + y, w, h), 1.0,
                                              "Y u8", Gegl.AbyssPolicy.NONE))
         see_mask, mask = (selected_bytes, None) if steer else (None, selected_bytes)
-    session = open_session(on_spawn=lambda: Gimp.progress_set_text(
-        "Starting the neural-mirage daemon (loading the network)..."))
+    session = open_session(on_spawn=lambda: Gimp.progress_set_text(starting_text()))
     try:
         plan = (plan_sees(session, w, h) if task == "sees" else
                 plan_render(session, settings, w, h))

@@ -23,7 +23,7 @@ from typing import Any
 from krita import Krita
 from PyQt5.QtWidgets import QApplication
 
-from ._mirage.connection import MirageError, friendly, open_session
+from ._mirage.connection import MirageError, friendly, open_session, starting_text
 from ._mirage.job import JobCancelled
 from ._mirage.plan import Plan, plan_render, plan_sees, sees_layer_name
 from ._mirage.presets import Settings
@@ -180,7 +180,7 @@ class MirageRun:
 
     def _connect(self) -> tuple[Any, Plan]:
         def spawning() -> None:
-            self.stage = "Starting the neural-mirage daemon (loading the network)..."
+            self.stage = starting_text()
 
         session = open_session(on_spawn=spawning)
         try:
