@@ -248,6 +248,24 @@ def test_flatpak_gimp_without_pyzmq_renders_through_the_daemons_bridge_port():
         home.remove()
 
 
+def test_new_layers_go_on_top_and_the_source_stays_selected(gimp, daemon):
+    """Two renders, a map and a Repeat (with last values, on the layer selected then, as
+    Filters > Repeat does) on one image: each new layer lands on top, above the earlier ones,
+    the photo stays the selected layer, and the Repeat renders the photo, not a result."""
+    settings = {**BASE, "size_mode": "custom", "size": 64}
+    again = {**settings, "seed": 6}
+    res = gimp.session(photo(160, 120), [
+        {"settings": settings}, {"settings": again}, {"task": "sees"},
+        {"mode": "last_vals", "selected": True, "settings": again, "record": True}])
+    for call in res["calls"]:
+        assert call["status"] == "success", call.get("error")
+        assert call["layers"][0] == call["name"], "the new layer is not on top"
+        assert call["selected"] == ["base"], f"{call['selected']} became the selected layer"
+    assert [len(call["layers"]) for call in res["calls"]] == [2, 3, 4, 5]
+    repeat = res["calls"][-1]
+    np.testing.assert_array_equal(layer_pixels(repeat), daemon_result(daemon, repeat["sent"]))
+
+
 def test_steering_in_the_selection_and_what_the_net_sees(gimp, daemon):
     """A 600x400 photo with an ellipse selected away from the origin: "see a castle" only in
     the selection renders the whole layer in the spatial mode (the selection steers, it does

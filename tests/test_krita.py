@@ -206,6 +206,26 @@ def test_flatpak_krita_without_pyzmq_renders_through_the_daemons_bridge_port(dae
                                   daemon_result(daemon, render, "U8"))
 
 
+def test_new_layers_go_on_top_and_the_source_stays_active(daemon):
+    """Two renders and a map on one image, with no click in the Layers docker between them:
+    each new layer lands on top, above the earlier ones, and the photo stays the active layer,
+    so the next render renders the photo again (not the last result)."""
+    settings = {**BASE, "size_mode": "custom", "size": 64}
+    renders = [{"settings": settings, "undo": False},
+               {"settings": {**settings, "seed": 4}, "undo": False},
+               {"settings": settings, "task": "sees", "undo": False}]
+    res = run_krita(daemon.env, {"mode": "renders", "name": "stack", "renders": renders},
+                    photo(160, 120))
+    source = res["renders"][0]["before"][0]
+    for render in res["renders"]:
+        assert render["status"].startswith("Done"), render["error"] or render["status"]
+        assert render["layers"] == [*render["before"], render["name"]], "not on top"
+        assert render["active"] == source, f"the active layer became {render['active']!r}"
+    for render in res["renders"][:2]:  # the photo rendered, both times
+        np.testing.assert_array_equal(layer_pixels(render, np.uint8),
+                                      daemon_result(daemon, render, "U8"))
+
+
 def test_steering_in_the_selection_and_the_map_of_what_the_net_sees(daemon):
     """A 600x400 photo with an ellipse selected away from the origin: "see a castle" only in
     the selection renders the whole layer (the selection steers, it does not crop) in the

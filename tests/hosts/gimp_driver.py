@@ -140,9 +140,13 @@ def main():
         if spec.get("run", True):
             called = (procedure if task == "render" else
                       Gimp.get_pdb().lookup_procedure("python-fu-neural-mirage-sees"))
-            out = call(called, image, base, RUN_MODES[spec.get("mode", "noninteractive")],
+            # As Filters > Repeat does, "selected" renders the layer selected now.
+            (drawable,) = image.get_selected_layers() if spec.get("selected") else (base,)
+            out = call(called, image, drawable, RUN_MODES[spec.get("mode", "noninteractive")],
                        spec.get("settings", {}) if task == "render" else {})
             layer = out.pop("layer", None)
+            out["selected"] = [item.get_name() for item in image.get_selected_layers()]
+            out["layers"] = [item.get_name() for item in image.get_layers()]
         if layer is not None:
             _, x, y = layer.get_offsets()
             out.update(name=layer.get_name(), offsets=[x, y],

@@ -179,8 +179,10 @@ def read_area(image: Any, drawable: Any, area: tuple[int, int, int, int], plan: 
 
 def _insert(image: Any, source: Any, result: Any, name: str, fmt: str,
             area: tuple[int, int, int, int]) -> Any:
-    """A new layer above ``source`` at the area's place, holding the result (which the daemon
-    scaled to the area's size): one undo group, nothing scaled here."""
+    """A new layer at the area's place holding the result (which the daemon scaled to the
+    area's size), at the top of the source's group so that it shows above every earlier
+    result: one undo group, nothing scaled here. The source stays the selected layer, so that
+    Filters > Repeat and Re-Show render the photo again, not this result."""
     x, y, w, h = area
     if (result.image["width"], result.image["height"]) != (w, h):
         raise MirageError(f"the daemon sent a {result.image['width']}x{result.image['height']} "
@@ -189,7 +191,7 @@ def _insert(image: Any, source: Any, result: Any, name: str, fmt: str,
     try:
         layer = Gimp.Layer.new(image, name, w, h, Gimp.ImageType.RGBA_IMAGE, 100.0,
                                Gimp.LayerMode.NORMAL)
-        image.insert_layer(layer, source.get_parent(), image.get_item_position(source))
+        image.insert_layer(layer, source.get_parent(), 0)
         layer.set_offsets(x, y)
         buffer = layer.get_buffer()
         buffer.set(Gegl.Rectangle.new(0, 0, w, h), fmt, result.pixels)
@@ -197,6 +199,7 @@ def _insert(image: Any, source: Any, result: Any, name: str, fmt: str,
         layer.update(0, 0, w, h)
     finally:
         image.undo_group_end()
+    image.set_selected_layers([source])
     Gimp.displays_flush()
     return layer
 

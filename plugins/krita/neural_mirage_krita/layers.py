@@ -101,6 +101,8 @@ def area_pixels(area: Area, send: tuple[int, int]) -> bytes:
     pixels = bytes(node.pixelData(area.x, area.y, area.width, area.height))
     if send == (area.width, area.height):
         return pixels
+    doc = Krita.instance().activeDocument()
+    active = doc.activeNode() if doc is not None else None
     scratch = Krita.instance().createDocument(area.width, area.height, "neural-mirage-scaling",
                                               node.colorModel(), node.colorDepth(),
                                               node.colorProfile(), 72.0)
@@ -112,10 +114,14 @@ def area_pixels(area: Area, send: tuple[int, int]) -> bytes:
         return bytes(layer.pixelData(0, 0, *send))
     finally:
         scratch.close()
+        if active is not None:  # closing it makes Krita activate the artist's top layer
+            doc.setActiveNode(active)
 
 
 def insert_result(doc: Any, area: Area, result: Any, name: str) -> Any:
-    """A new paint layer above the source holding the result, added in one undo step."""
+    """A new paint layer holding the result, added in one undo step at the top of the source's
+    group, so that it shows above every earlier result; the source stays the active layer, so
+    the next render renders the photo again, not this result."""
     image = result.image
     if (image["width"], image["height"]) != (area.width, area.height):
         raise MirageError(f"the daemon sent a {image['width']}x{image['height']} result for a "
@@ -123,11 +129,12 @@ def insert_result(doc: Any, area: Area, result: Any, name: str) -> Any:
     layer = doc.createNode(name, "paintlayer")
     layer.setPixelData(result.pixels, area.x, area.y, area.width, area.height)
     parent = area.node.parentNode()
-    if parent is None:  # the source was removed during the render: keep the result on top
-        children = doc.rootNode().childNodes()
-        doc.rootNode().addChildNode(layer, children[-1] if children else None)
-    else:
-        parent.addChildNode(layer, area.node)
+    removed = parent is None  # the source was removed during the render: the result stays
+    group = doc.rootNode() if removed else parent
+    children = group.childNodes()  # bottom first
+    group.addChildNode(layer, children[-1] if children else None)
+    if not removed:  # the next render renders the photo again, not this result
+        doc.setActiveNode(area.node)
     doc.refreshProjection()
     return layer
 

@@ -145,9 +145,9 @@ class Watcher:
                 "statuses": self.statuses}
 
 
-def dialog_render(doc, base, dialog, settings, record, shot=None, task="render"):
+def dialog_render(doc, base, dialog, settings, record, shot=None, task="render", undo=True):
     """Render from the dialog's Render button (or map what the net sees with its Map button);
-    the result, the layers and one undo."""
+    the result, the layers (top first), the active layer, and one undo (with ``undo``)."""
     fill_dialog(dialog, settings)
     out = {"sent": sent(doc, base, settings, task)} if record else {}
     before = [n.name() for n in doc.topLevelNodes()]
@@ -165,9 +165,13 @@ def dialog_render(doc, base, dialog, settings, record, shot=None, task="render")
         x, y, w, h = out["bounds"]
         out["pixels"] = bytes(layer.pixelData(x, y, w, h)).hex() if record else None
         out["layers"] = [n.name() for n in doc.topLevelNodes()]
+        wait_until(lambda: False, 0.3)  # the active layer as Krita's view settles it
+        out["active"] = doc.activeNode().name() if doc.activeNode() is not None else None
         if shot:  # the dialog moved aside, so the canvas and the Layers docker show
             dialog.move(900, 0)
             screenshot(shot, settle=1.5)
+        if not undo:
+            return out
         Krita.instance().action("edit_undo").trigger()
         wait_until(lambda: len(doc.topLevelNodes()) == len(before), 5)
         wait_until(lambda: False, 0.3)
@@ -199,7 +203,7 @@ def run_renders(spec):
         else:
             out = dialog_render(doc, base, dialog, settings, step.get("record", True),
                                 shot=f"krita-{spec['name']}-{index}.png",
-                                task=step.get("task", "render"))
+                                task=step.get("task", "render"), undo=step.get("undo", True))
         res["renders"].append(out)
     res["base_unchanged"] = bytes(base.pixelData(0, 0, doc.width(), doc.height())) == source
     dialog.close()
