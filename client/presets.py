@@ -6,10 +6,11 @@ Standard library only: this runs inside the editors' own Python.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .locate import user_dirs
 
 _SCHEMA_FILE = Path(__file__).resolve().parent / "schema.json"
 #: Every render parameter with its kind, bounds and default: the engine's schema as WELCOME
@@ -179,8 +180,10 @@ def replace_last_item(text: str, choice: str) -> str:
 
 
 def settings_file(editor: str) -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
-    return Path(base) / "neural-mirage" / f"{editor}-last.json"
+    """The editor's last values, in neural-mirage's per-user configuration folder
+    (``~/.config/neural-mirage``, ``~/Library/Application Support/neural-mirage``,
+    ``%LOCALAPPDATA%\\neural-mirage``)."""
+    return Path(user_dirs().user_config_dir) / f"{editor}-last.json"
 
 
 def load_settings(editor: str) -> Settings:

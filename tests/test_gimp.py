@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -396,3 +397,111 @@ def test_class_picker_offers_and_inserts_classes_in_gimps_gtk(gimp):
     assert res["offers"] == ["lakeside"]
     assert res["text"] == "church, lakeside, "
     assert res["entry_width"] >= res["placeholder_width"] + 8, "the hint is cut off"
+
+
+class GimpGui:
+    """GIMP 3's GUI on an Xvfb display (with openbox, so windows get focus and stack as on a
+    desktop), driven as an artist drives it: keys and the action search, read back with
+    xdotool's window names and screenshots. The chroot reaches the display over TCP."""
+
+    def __init__(self, home: GimpHome, photo_file: Path) -> None:
+        self.xvfb = subprocess.Popen(["Xvfb", "-displayfd", "1", "-screen", "0", "1400x900x24",
+                                      "-listen", "tcp", "-nolisten", "unix"],
+                                     stdout=subprocess.PIPE, text=True)
+        self.display = self.xvfb.stdout.readline().strip()
+        self.env = {**os.environ, "DISPLAY": f"127.0.0.1:{self.display}"}
+        self.wm = subprocess.Popen(["openbox"], env=self.env, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        inside = {**home.env(), "DISPLAY": f"127.0.0.1:{self.display}", "LANG": "C.UTF-8"}
+        self.log = open(home.work / "gimp-gui.log", "w")  # noqa: SIM115 (closed in close())
+        self.gimp = subprocess.Popen(
+            ["chroot", str(ROOT), "env", "-i", *(f"{k}={v}" for k, v in inside.items()),
+             "gimp-3.0", str(home.inside / photo_file.name)],
+            stdout=self.log, stderr=subprocess.STDOUT)
+
+    def xdotool(self, *args: str, check: bool = True) -> str:
+        run = subprocess.run(["xdotool", *args], env=self.env, capture_output=True, text=True,
+                             timeout=30)
+        assert run.returncode == 0 or not check, run.stderr
+        return run.stdout.strip()
+
+    def window(self, name: str, timeout: float) -> str | None:
+        """The id of a window whose name matches ``name``, waiting up to ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.xdotool("search", "--name", name, check=False).split()
+            if found:
+                return found[0]
+            time.sleep(0.5)
+        return None
+
+    def keys(self, window: str, *keys: str) -> None:
+        self.xdotool("windowactivate", "--sync", window, "windowfocus", "--sync", window)
+        time.sleep(0.3)
+        self.xdotool("key", "--delay", "150", *keys)
+
+    def type(self, text: str) -> None:
+        self.xdotool("type", "--delay", "60", text)
+
+    def screenshot(self, name: str) -> None:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["import", "-window", "root", str(ARTIFACTS / name)], env=self.env,
+                       timeout=30, check=False)
+
+    def close(self) -> None:
+        for process in (self.gimp, self.wm, self.xvfb):
+            process.terminate()
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        self.log.close()
+
+
+@pytest.mark.skipif(shutil.which("Xvfb") is None or shutil.which("xdotool") is None
+                    or shutil.which("openbox") is None,
+                    reason="Xvfb, xdotool and openbox are installed by install/test-hosts.sh")
+def test_filters_repeat_asks_before_a_long_render_in_gimps_gui(gimp, daemon):
+    """In GIMP's GUI, Filters > Repeat (Ctrl+F) runs the plug-in with its last values: on a
+    layer whose render takes many minutes it asks first, as the dialog does, and nothing is
+    sent before the answer; Cancel sends nothing at all."""
+    (gimp.work / ".config/neural-mirage").mkdir(parents=True)
+    (gimp.work / ".config/neural-mirage/gimp-last.json").write_text(json.dumps(
+        {"size_mode": "layer", "iterations": 300}))  # the last values: the whole layer
+    photo_file = gimp.work / "photo.png"
+    Image.fromarray(photo(900, 600)).convert("RGB").save(photo_file)
+    gui = GimpGui(gimp, photo_file)
+    try:
+        image = gui.window("imported", 240)
+        assert image is not None, (gimp.work / "gimp-gui.log").read_text()[-3000:]
+        welcome = gui.window("Welcome to GIMP", 5)
+        if welcome is not None:
+            gui.keys(welcome, "Escape")
+        # The filter once from GIMP's action search ("/"), its dialog cancelled: now it is
+        # the filter that Filters > Repeat runs.
+        gui.keys(image, "slash")
+        time.sleep(1.5)
+        gui.type("Neural Mirage")
+        time.sleep(1.5)
+        gui.xdotool("key", "Return")
+        dialog = gui.window("^Neural Mirage$", 60)
+        assert dialog is not None, "the Neural Mirage dialog did not open"
+        gui.keys(dialog, "Escape")
+        time.sleep(2)
+        gui.keys(image, "ctrl+f")
+        question = gui.window("Neural Mirage: a long render", 90)
+        gui.screenshot("gimp-repeat-question.png")
+        assert question is not None, (gimp.work / "gimp-gui.log").read_text()[-3000:]
+        with daemon.client() as client:
+            status = client.status()
+        assert status["running"] == [] and status["queue"] == [], "sent before the answer"
+        gui.keys(question, "Escape")
+        deadline = time.monotonic() + 30
+        while gui.window("^Neural Mirage", 0.5) is not None and time.monotonic() < deadline:
+            pass
+        assert gui.window("^Neural Mirage", 0.5) is None, "a window stayed after Cancel"
+        with daemon.client() as client:
+            status = client.status()
+        assert status["running"] == [] and status["queue"] == [], "Cancel still rendered"
+    finally:
+        gui.close()

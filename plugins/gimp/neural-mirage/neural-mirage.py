@@ -53,6 +53,7 @@ PROCEDURE = "python-fu-neural-mirage"
 SEES_PROCEDURE = "python-fu-neural-mirage-sees"
 MIN_SIDE = 32
 PICKER_PLACEHOLDER = "church, lakeside:0.5, @water"
+LONG_RENDER = "Neural Mirage: a long render"
 RW = GObject.ParamFlags.READWRITE
 
 
@@ -120,7 +121,7 @@ def render(image: Any, drawable: Any, settings: Settings, progress: Any,
                 plan_render(session, settings, w, h))
         if plan.long and ask is not None and not ask(plan.question()):
             raise JobCancelled()
-        Gimp.progress_set_text(plan.summary())
+        progress.show(plan.summary())
         pixels = read_area(image, drawable, (x, y, w, h), plan, fmt)
         meta = {"width": plan.send[0], "height": plan.send[1], "channels": 4, "dtype": dtype,
                 "order": "RGBA"}
@@ -246,6 +247,10 @@ class Progress:
         if header.get("loss") is not None:
             Gimp.progress_set_text(f"Neural Mirage: {progress_text(header)}")
 
+    def show(self, text: str) -> None:
+        """What the render is (its size and estimated time), until the first iteration."""
+        Gimp.progress_set_text(text)
+
     def pump(self) -> None:
         pass
 
@@ -256,7 +261,7 @@ class DialogProgress(Progress):
 
     def __init__(self) -> None:
         gi.require_version("Gtk", "3.0")
-        from gi.repository import Gtk
+        from gi.repository import GimpUi, Gtk
 
         self.gtk = Gtk
         self.window = Gtk.Window(title="Neural Mirage")
@@ -267,8 +272,17 @@ class DialogProgress(Progress):
         box.pack_start(self.bar, False, False, 0)
         box.pack_start(button, False, False, 0)
         self.window.add(box)
-        self.window.set_default_size(360, -1)
+        self.window.set_default_size(420, -1)
+        # On top of GIMP's image window, so that a click there does not hide its Cancel.
+        GimpUi.window_set_transient(self.window)
+        self.window.set_keep_above(True)
+
+    def show(self, text: str) -> None:
+        """Open the window (once the long-render question, if any, is answered)."""
+        super().show(text)
+        self.bar.set_text(text)
         self.window.show_all()
+        self.pump()
 
     def __call__(self, header: dict, preview: bytes | None) -> None:
         super().__call__(header, preview)
@@ -284,12 +298,13 @@ class DialogProgress(Progress):
 
 
 def confirm(question: str) -> bool:
-    """Ask before a long render (interactive runs only)."""
-    from gi.repository import Gtk
+    """Ask before a long render (the dialog and Repeat, in GIMP's GUI)."""
+    from gi.repository import GimpUi, Gtk
 
-    box = Gtk.MessageDialog(message_type=Gtk.MessageType.QUESTION,
+    box = Gtk.MessageDialog(message_type=Gtk.MessageType.QUESTION, title=LONG_RENDER,
                             buttons=Gtk.ButtonsType.OK_CANCEL, text="A long render")
     box.format_secondary_text(question)
+    GimpUi.window_set_transient(box)
     answer = box.run()
     box.destroy()
     return answer == Gtk.ResponseType.OK
@@ -322,12 +337,17 @@ def run(procedure: Any, run_mode: Any, image: Any, drawables: list, config: Any,
     if len(drawables) != 1:
         return procedure.new_return_values(Gimp.PDBStatusType.CALLING_ERROR,
                                            GLib.Error("select exactly one layer"))
-    progress: Progress = Progress()
-    if run_mode == Gimp.RunMode.INTERACTIVE:
+    # The artist is there: the dialog, or Filters > Repeat (with last values, in GIMP's GUI).
+    # Both ask before a long render and show the progress window with its Cancel; a script's
+    # call (non-interactive, or in gimp-console, which has no display) does neither.
+    gui = run_mode == Gimp.RunMode.INTERACTIVE or (
+        run_mode == Gimp.RunMode.WITH_LAST_VALS and Gimp.Display.name() is not None)
+    if gui:
         gi.require_version("GimpUi", "3.0")
         from gi.repository import GimpUi
 
         GimpUi.init(PROCEDURE)
+    if run_mode == Gimp.RunMode.INTERACTIVE:
         dialog = GimpUi.ProcedureDialog.new(procedure, config, "Neural Mirage")
         attach_class_picker(dialog.get_widget("see", GimpUi.LabelEntry).get_entry())
         dialog.fill(None)
@@ -335,15 +355,14 @@ def run(procedure: Any, run_mode: Any, image: Any, drawables: list, config: Any,
             dialog.destroy()
             return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
         dialog.destroy()
-        progress = DialogProgress()
+    progress = DialogProgress() if gui else Progress()
     # GIMP keeps a dialog's last values itself; batch runs with last values get ours, which
     # every successful run (of any mode) records.
     settings = (load_settings("gimp") if run_mode == Gimp.RunMode.WITH_LAST_VALS
                 else settings_from(config))
     Gimp.progress_init("Neural Mirage")
     try:
-        layer = render(image, drawables[0], settings, progress,
-                       ask=confirm if run_mode == Gimp.RunMode.INTERACTIVE else None)
+        layer = render(image, drawables[0], settings, progress, ask=confirm if gui else None)
     except (MirageError, ValueError) as exc:
         status = (Gimp.PDBStatusType.CANCEL if getattr(exc, "code", "") == "cancelled"
                   else Gimp.PDBStatusType.EXECUTION_ERROR)
