@@ -108,9 +108,20 @@ def unit_text(command: list[str]) -> str:
     return template.replace("@EXEC@", exec_line)
 
 
+_BY_HAND = ("run 'neural-mirage daemon' yourself (for example from your session's autostart), "
+            "or 'neural-mirage submit --spawn'")
+
+
 def _systemctl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return _command(["systemctl", "--user", *args], "run 'neural-mirage daemon' yourself "
-                    "(for example from your session's autostart)", check)
+    try:
+        return _command(["systemctl", "--user", *args], _BY_HAND, check)
+    except _Missing:
+        raise
+    except ServiceError as exc:
+        if "Failed to connect to bus" in str(exc):  # no user session (ssh, a container)
+            raise ServiceError(f"{exc}. There is no systemd user session here: {_BY_HAND}"
+                               ) from None
+        raise
 
 
 class Systemd:

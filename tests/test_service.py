@@ -227,8 +227,11 @@ def test_linux_a_failing_systemctl_says_what_it_said(linux):
     service.install(ARGS)
     linux.answers = {"enable": (1, "", "Failed to connect to bus: No medium found")}
     with pytest.raises(ServiceError, match=r"enable --now neural-mirage\.service failed: "
-                                           r"Failed to connect to bus"):
+                                           r"Failed to connect to bus") as failed:
         service.control("enable")
+    # and, with no user session to run it in, what to do instead
+    assert "no systemd user session here: run 'neural-mirage daemon' yourself" in \
+        str(failed.value)
 
 
 # -- macOS ---------------------------------------------------------------------------------------
