@@ -20,6 +20,17 @@ from .presets import CUSTOM_SIZE, QUICK, SEES_SIZE, Settings
 
 #: Before a render estimated longer than this, the dialogs say how long it takes and ask.
 ASK_SECONDS = 180.0
+#: The pixel frames' element types (docs/protocol.md), as ``memoryview.cast`` formats.
+_ELEMENTS = {"u8": "B", "u16": "H", "f32": "f"}
+
+
+def refuse_transparent(pixels: bytes, dtype: str) -> None:
+    """Refuse an area with nothing to render (4 channels, alpha last, every pixel fully
+    transparent: an empty layer, or a selection over its empty part) before it is sent."""
+    alpha = memoryview(pixels).cast(_ELEMENTS[dtype])[3::4]
+    if not any(alpha):
+        raise MirageError("Choose a layer, or a part of it, with something on it: the area to "
+                          "render is fully transparent", "bad_image")
 
 
 @dataclass

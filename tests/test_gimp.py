@@ -267,6 +267,17 @@ def test_new_layers_go_on_top_and_the_source_stays_selected(gimp, daemon):
     np.testing.assert_array_equal(layer_pixels(repeat), daemon_result(daemon, repeat["sent"]))
 
 
+def test_a_fully_transparent_area_is_refused_before_it_is_sent(gimp):
+    clear = photo(160, 120).copy()
+    clear[..., 3] = 0
+    res = gimp.session(clear, [{"settings": {**BASE, "size_mode": "layer"}}])
+    (call,) = res["calls"]
+    assert call["status"] == "execution-error"
+    assert call["error"].startswith("Choose a layer, or a part of it, with something on it"), \
+        call["error"]
+    assert res["layers"] == ["base"]
+
+
 def test_steering_in_the_selection_and_what_the_net_sees(gimp, daemon):
     """A 600x400 photo with an ellipse selected away from the origin: "see a castle" only in
     the selection renders the whole layer in the spatial mode (the selection steers, it does
@@ -486,6 +497,7 @@ def test_filters_repeat_asks_before_a_long_render_in_gimps_gui(gimp, daemon):
         gui.xdotool("key", "Return")
         dialog = gui.window("^Neural Mirage$", 60)
         assert dialog is not None, "the Neural Mirage dialog did not open"
+        gui.screenshot("gimp-dialog.png")
         gui.keys(dialog, "Escape")
         time.sleep(2)
         gui.keys(image, "ctrl+f")
@@ -505,3 +517,5 @@ def test_filters_repeat_asks_before_a_long_render_in_gimps_gui(gimp, daemon):
         assert status["running"] == [] and status["queue"] == [], "Cancel still rendered"
     finally:
         gui.close()
+    warnings = (gimp.work / "gimp-gui.log").read_text()
+    assert "no mnemonic for property" not in warnings, "a dialog field has no mnemonic"

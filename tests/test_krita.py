@@ -224,6 +224,20 @@ def test_new_layers_go_on_top_and_the_source_stays_active(daemon):
     for render in res["renders"][:2]:  # the photo rendered, both times
         np.testing.assert_array_equal(layer_pixels(render, np.uint8),
                                       daemon_result(daemon, render, "U8"))
+    # every field of the dialog has its own keyboard mnemonic (Alt+letter)
+    keys = [label[label.index("&") + 1].lower() for label in res["labels"] if "&" in label]
+    assert len(keys) == len(res["labels"]) >= 12, res["labels"]
+    assert len(set(keys)) == len(keys), res["labels"]
+
+
+def test_a_fully_transparent_layer_is_refused_before_it_is_sent(daemon):
+    clear = photo(160, 120).copy()
+    clear[..., 3] = 0
+    res = run_krita(daemon.env, {"mode": "renders", "name": "clear", "renders": [
+        {"settings": {**BASE, "size_mode": "layer"}, "record": False}]}, clear)
+    (render,) = res["renders"]
+    assert "Choose a layer, or a part of it, with something on it" in render["error"], render
+    assert "name" not in render, "a layer was added"
 
 
 def test_steering_in_the_selection_and_the_map_of_what_the_net_sees(daemon):

@@ -32,6 +32,7 @@ from _mirage.plan import (  # noqa: E402
     plan_render,
     plan_sees,
     progress_text,
+    refuse_transparent,
     sees_layer_name,
 )
 from _mirage.presets import (  # noqa: E402
@@ -123,6 +124,7 @@ def render(image: Any, drawable: Any, settings: Settings, progress: Any,
             raise JobCancelled()
         progress.show(plan.summary())
         pixels = read_area(image, drawable, (x, y, w, h), plan, fmt)
+        refuse_transparent(pixels, dtype)
         meta = {"width": plan.send[0], "height": plan.send[1], "channels": 4, "dtype": dtype,
                 "order": "RGBA"}
         accepted = session.submit(pixels, meta, plan.params, mask=mask, output=plan.area,
@@ -392,41 +394,41 @@ class NeuralMirage(Gimp.PlugIn):
             "Renders the active layer (or the selection) with the neural-mirage daemon and "
             "adds the result as a new layer above it. Presets: " + ", ".join(PRESET_NAMES))
         defaults = Settings()
-        p.add_string_argument("preset", "Preset", ", ".join(PRESET_NAMES), defaults.preset, RW)
-        p.add_string_argument("custom-layers", "Content layers",
+        p.add_string_argument("preset", "_Preset", ", ".join(PRESET_NAMES), defaults.preset, RW)
+        p.add_string_argument("custom-layers", "Content _layers",
                               f"content layers for the {CUSTOM} preset, e.g. fc7:1,relu4_2:0.2",
                               defaults.custom_layers, RW)
-        p.add_double_argument("content-weight", "Content weight", "fc content weight",
+        p.add_double_argument("content-weight", "Content _weight", "fc content weight",
                               *field_range("content_weight"), defaults.content_weight, RW)
-        p.add_double_argument("style-weight", "Style weight", "Gram style weight",
+        p.add_double_argument("style-weight", "St_yle weight", "Gram style weight",
                               *field_range("style_weight"), defaults.style_weight, RW)
         sizes = Gimp.Choice.new()
         for number, (nick, label) in enumerate(SIZE_MODES.items()):
             sizes.add(nick, number, label, "")
-        p.add_choice_argument("size-mode", "Render size",
+        p.add_choice_argument("size-mode", "_Render size",
                               "quick: a size the daemon renders in about a minute or two; "
                               "layer: the layer's (or selection's) own; custom: 'size'",
                               sizes, defaults.size_mode, RW)
-        p.add_int_argument("size", "Custom size", "longest side of a custom-size render (px)",
+        p.add_int_argument("size", "Custom si_ze", "longest side of a custom-size render (px)",
                            *field_range("size"), defaults.size, RW)
-        p.add_int_argument("iterations", "Iterations", "iterations at the final size",
+        p.add_int_argument("iterations", "_Iterations", "iterations at the final size",
                            *field_range("iterations"), defaults.iterations, RW)
-        p.add_int_argument("seed", "Seed", "random seed", *field_range("seed"), defaults.seed,
+        p.add_int_argument("seed", "_Seed", "random seed", *field_range("seed"), defaults.seed,
                            RW)
-        p.add_boolean_argument("original-colors", "Keep the original colours",
+        p.add_boolean_argument("original-colors", "Keep the original _colours",
                                "luminance-only transfer", defaults.original_colors, RW)
-        p.add_string_argument("see", "Make it see",
+        p.add_string_argument("see", "_Make it see",
                               "classes to steer towards, e.g. church, lakeside:0.5, @water",
                               defaults.see, RW)
-        p.add_boolean_argument("see-in-selection", "Only in the selection",
+        p.add_boolean_argument("see-in-selection", "Only i_n the selection",
                                "steer only inside the selection (the whole layer is rendered)",
                                defaults.see_in_selection, RW)
-        p.add_double_argument("see-weight", "Seeing strength", "how strongly the classes pull",
+        p.add_double_argument("see-weight", "Seeing s_trength", "how strongly the classes pull",
                               *field_range("see_weight"), defaults.see_weight, RW)
         seeing = Gimp.Choice.new()
         for number, (nick, (label, _)) in enumerate(SEEING.items()):
             seeing.add(nick, number, label, "")
-        p.add_choice_argument("seeing", "Content keeps",
+        p.add_choice_argument("seeing", "Content _keeps",
                               "pooled: what the net sees in the whole picture; spatial: also "
                               "where (one 224 px window every 32 px); both",
                               seeing, defaults.seeing, RW)

@@ -25,7 +25,7 @@ from PyQt5.QtWidgets import QApplication
 
 from ._mirage.connection import MirageError, friendly, open_session, starting_text
 from ._mirage.job import JobCancelled
-from ._mirage.plan import Plan, plan_render, plan_sees, sees_layer_name
+from ._mirage.plan import Plan, plan_render, plan_sees, refuse_transparent, sees_layer_name
 from ._mirage.presets import Settings
 
 # (color model, depth) -> (protocol dtype, channel order). Krita keeps integer RGBA as B,G,R,A
@@ -232,6 +232,7 @@ class MirageRun:
             self.stage = self.plan.summary() + "..."
             area, plan = self.area, self.plan
             pixels = area_pixels(area, plan.send)
+            refuse_transparent(pixels, area.meta(*plan.send)["dtype"])
             self._step = _Background(lambda: self.session.submit(
                 pixels, area.meta(*plan.send), plan.params, mask=area.mask, preview_every=5,
                 preview_size=200, output=plan.area, see_mask=area.see_mask, task=plan.task))

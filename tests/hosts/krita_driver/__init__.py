@@ -206,8 +206,25 @@ def run_renders(spec):
                                 task=step.get("task", "render"), undo=step.get("undo", True))
         res["renders"].append(out)
     res["base_unchanged"] = bytes(base.pixelData(0, 0, doc.width(), doc.height())) == source
+    res["labels"] = dialog_labels(dialog)
     dialog.close()
     return res
+
+
+def dialog_labels(dialog):
+    """The text of every field label and check box in the dialog's form (with its "&")."""
+    from PyQt5.QtWidgets import QCheckBox
+
+    form = dialog.findChild(QFormLayout)
+    labels = []
+    for row in range(form.rowCount()):
+        for role in (QFormLayout.LabelRole, QFormLayout.FieldRole):
+            item = form.itemAt(row, role)
+            widget = item.widget() if item is not None else None
+            if widget is not None and (role == QFormLayout.LabelRole
+                                       or isinstance(widget, QCheckBox)) and widget.text():
+                labels.append(widget.text())
+    return labels
 
 
 def run_picker_and_cancel(spec):
