@@ -129,9 +129,11 @@ class Settings:
                 "see": parse_weighted(self.see, "class"), "see_weight": float(self.see_weight),
                 "fc_spatial": self.fc_spatial(), **self.extra}
 
-    def layer_name(self, pretrained: bool = True, in_selection: bool = False) -> str:
-        """A new layer's name that says how it was made (and when the daemon's network was
-        not trained: its random weights show the method, not a mirage)."""
+    def layer_name(self, size: int, pretrained: bool = True, in_selection: bool = False) -> str:
+        """A new layer's name that tells it from the other renders in the Layers panel, what
+        differs most between renders first (the render ``size``, iterations, seed, classes),
+        then how it was made (and when the daemon's network was not trained: its random
+        weights show the method, not a mirage)."""
         layers = "+".join(self.content_layers())
         classes = parse_weighted(self.see, "class")
         seeing = ", sees " + " + ".join(classes) if classes else ""
@@ -139,8 +141,9 @@ class Settings:
             seeing += " in the selection"
         where = {POOLED: "", SPATIAL: " where", BOTH: " and where"}.get(self.seeing, "")
         untrained = ", random weights" if not pretrained else ""
-        return (f"Neural Mirage ({layers}{where}, content {self.content_weight:g}, "
-                f"style {self.style_weight:g}, seed {self.seed}{seeing}{untrained})")
+        return (f"Mirage {size} px, {self.iterations} it, seed {self.seed}{seeing} ({layers}"
+                f"{where}, content {self.content_weight:g}, style {self.style_weight:g}"
+                f"{untrained})")
 
 
 def parse_weighted(text: str, what: str) -> dict[str, float]:

@@ -183,8 +183,9 @@ def test_whole_layer_last_values_and_selection_at_layer_size(gimp, daemon):
     assert "<Image>/Filters/Artistic" in res["menu"]
     whole, again, selected = res["calls"]
     assert whole["status"] == "success", whole["error"]
-    assert whole["name"] == Settings(**settings).layer_name(pretrained=False)
-    assert whole["name"].endswith(", sees church, random weights)")
+    assert whole["name"] == Settings(**settings).layer_name(96, pretrained=False)
+    assert whole["name"].startswith("Mirage 96 px, 4 it, seed 5, sees church (")
+    assert whole["name"].endswith(", random weights)")
     assert whole["offsets"] == [0, 0] and whole["size"] == [96, 64]
     assert whole["sent"]["send"] == [96, 64] and whole["sent"]["params"]["size"] == 96
     np.testing.assert_array_equal(layer_pixels(whole), daemon_result(daemon, whole["sent"]))

@@ -38,7 +38,7 @@ def test_render_size_modes():
 def test_custom_layers_and_errors():
     settings = Settings(preset="Custom", custom_layers="fc8:2, relu4_2:0.5")
     assert settings.content_layers() == {"fc8": 2.0, "relu4_2": 0.5}
-    assert "fc8+relu4_2" in settings.layer_name()
+    assert "fc8+relu4_2" in settings.layer_name(512)
     with pytest.raises(ValueError, match="not a number"):
         Settings(preset="Custom", custom_layers="fc8:x").content_layers()
     with pytest.raises(ValueError, match="unknown preset"):
@@ -60,7 +60,7 @@ def test_see_goes_into_the_parameters_and_the_layer_name():
     params = settings.params(64)
     assert params["see"] == {"church": 1.0, "lakeside": 0.5} and params["see_weight"] == 2.0
     RenderParams.from_dict(params)
-    assert settings.layer_name().endswith("sees church + lakeside)")
+    assert "sees church + lakeside (" in settings.layer_name(512)
     assert Settings().params(64)["see"] == {}
     with pytest.raises(ValueError, match="class weight 'x'"):
         Settings(see="church:x").params(64)
@@ -88,6 +88,16 @@ def test_seeing_and_steering_in_the_selection():
     assert not Settings(see="castle").steers_in_selection(True)
     with pytest.raises(ValueError, match="name one there"):
         Settings(see="  ", see_in_selection=True).steers_in_selection(True)
-    assert steer.layer_name(in_selection=True).endswith(", sees castle in the selection)")
-    assert " where," in steer.layer_name()
-    assert "sees" not in Settings(see="  ").layer_name()
+    assert ", sees castle in the selection (" in steer.layer_name(512, in_selection=True)
+    assert " where," in steer.layer_name(512)
+    assert "sees" not in Settings(see="  ").layer_name(512)
+
+
+def test_layer_names_tell_renders_apart_and_say_first_what_differs():
+    quick, big = Settings(iterations=40, seed=1), Settings(iterations=300, seed=1)
+    names = {quick.layer_name(256), big.layer_name(256), big.layer_name(1024),
+             Settings(iterations=300, seed=2).layer_name(1024)}
+    assert len(names) == 4
+    # what changes between renders is in the part the Layers panel shows (its first words)
+    assert big.layer_name(1024).startswith("Mirage 1024 px, 300 it, seed 1")
+    assert quick.layer_name(256, pretrained=False).endswith(", random weights)")

@@ -138,7 +138,8 @@ def render(image: Any, drawable: Any, settings: Settings, progress: Any,
             result = watch.poll(0.1)
             progress.pump()
         name = (sees_layer_name(result.header) if task == "sees" else
-                settings.layer_name(result.header.get("pretrained", True), steer))
+                settings.layer_name(max(plan.render), result.header.get("pretrained", True),
+                                    steer))
         layer = _insert(image, drawable, result, name, fmt,
                         (ox + x, oy + y, w, h))
         session.ack(job)

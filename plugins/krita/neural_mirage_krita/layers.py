@@ -209,8 +209,8 @@ class MirageRun:
             if result is None:
                 return None
             name = (sees_layer_name(result.header) if self.task == "sees" else
-                    self.settings.layer_name(result.header.get("pretrained", True),
-                                             self.steer))
+                    self.settings.layer_name(max(self.plan.render),
+                                             result.header.get("pretrained", True), self.steer))
             self.layer = insert_result(self.doc, self.area, result, name)
             self.session.ack(self.watch.job)
             self._close()
