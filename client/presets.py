@@ -38,6 +38,9 @@ PRESETS: dict[str, dict[str, float]] = {
 }
 CUSTOM = "Custom"
 PRESET_NAMES = [*PRESETS, CUSTOM]
+#: The presets' names for scripts (GIMP's choice arguments take such nicks).
+PRESET_NICKS = dict(zip(("mirage", "mirage-layout", "dream", "custom"), PRESET_NAMES,
+                        strict=True))
 
 #: Render size choices: a size the daemon finishes in about a minute or two (the default, for a
 #: first look at a camera photo), the area's own size, or a size the user types.

@@ -7,6 +7,7 @@ plug-in's own way) and the area's pixels as the plug-in's ``read_area`` reads th
 can ask the daemon for the same render and compare it with the new layer, pixel for pixel.
 """
 
+import functools
 import importlib.util
 import json
 import os
@@ -27,6 +28,7 @@ RUN_MODES = {"noninteractive": Gimp.RunMode.NONINTERACTIVE,
              "last_vals": Gimp.RunMode.WITH_LAST_VALS}
 
 
+@functools.cache
 def plugin_module():
     """The installed plug-in's own code (its read_area, plan_render and session)."""
     folder = os.path.join(Gimp.directory(), "plug-ins", "neural-mirage")
@@ -105,14 +107,17 @@ def composite(image):
 
 
 def call(procedure, image, layer, run_mode, settings):
-    """Run the procedure; ``settings`` are Settings fields (``see_weight`` is ``see-weight``)."""
+    """Run the procedure; ``settings`` are Settings fields (``see_weight`` is ``see-weight``;
+    a preset's name is its nick, as a script passes it)."""
     config = procedure.create_config()
     config.set_property("run-mode", run_mode)
     config.set_property("image", image)
     config.set_core_object_array("drawables", [layer])
     if run_mode == Gimp.RunMode.NONINTERACTIVE:
+        nicks = {name: nick for nick, name in plugin_module().PRESET_NICKS.items()}
         for name, value in settings.items():
-            config.set_property(name.replace("_", "-"), value)
+            config.set_property(name.replace("_", "-"),
+                                nicks.get(value, value) if name == "preset" else value)
     values = procedure.run(config)
     status = values.index(0).value_nick
     if status != "success":

@@ -38,6 +38,7 @@ from _mirage.plan import (  # noqa: E402
 from _mirage.presets import (  # noqa: E402
     CUSTOM,
     PRESET_NAMES,
+    PRESET_NICKS,
     SEEING,
     SIZE_MODES,
     Settings,
@@ -73,7 +74,7 @@ def settings_from(config: Any) -> Settings:
         return config.get_property(name) or ""
 
     defaults = Settings()
-    return Settings(preset=text("preset") or defaults.preset,
+    return Settings(preset=PRESET_NICKS.get(text("preset"), defaults.preset),
                     custom_layers=text("custom-layers"),
                     content_weight=config.get_property("content-weight"),
                     style_weight=config.get_property("style-weight"),
@@ -353,6 +354,11 @@ def run(procedure: Any, run_mode: Any, image: Any, drawables: list, config: Any,
     if run_mode == Gimp.RunMode.INTERACTIVE:
         dialog = GimpUi.ProcedureDialog.new(procedure, config, "Neural Mirage")
         attach_class_picker(dialog.get_widget("see", GimpUi.LabelEntry).get_entry())
+        # Content layers are read only for the Custom preset: greyed out for the others (the
+        # widget must exist first).
+        dialog.get_widget("custom-layers", GimpUi.LabelEntry)
+        dialog.set_sensitive_if_in("custom-layers", None, "preset",
+                                   Gimp.ValueArray.new_from_values(["custom"]), True)
         dialog.fill(None)
         if not dialog.run():
             dialog.destroy()
@@ -395,7 +401,12 @@ class NeuralMirage(Gimp.PlugIn):
             "Renders the active layer (or the selection) with the neural-mirage daemon and "
             "adds the result as a new layer above it. Presets: " + ", ".join(PRESET_NAMES))
         defaults = Settings()
-        p.add_string_argument("preset", "_Preset", ", ".join(PRESET_NAMES), defaults.preset, RW)
+        presets = Gimp.Choice.new()
+        for number, (nick, name) in enumerate(PRESET_NICKS.items()):
+            presets.add(nick, number, name, "")
+        nicks = {name: nick for nick, name in PRESET_NICKS.items()}
+        p.add_choice_argument("preset", "_Preset", "content layers: " + ", ".join(PRESET_NAMES),
+                              presets, nicks[defaults.preset], RW)
         p.add_string_argument("custom-layers", "Content _layers",
                               f"content layers for the {CUSTOM} preset, e.g. fc7:1,relu4_2:0.2",
                               defaults.custom_layers, RW)
