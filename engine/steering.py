@@ -29,6 +29,16 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "animals": ("tabby", "golden retriever", "red fox", "tiger", "lion", "zebra", "goldfinch",
                 "bald eagle", "peacock", "African elephant"),
 }
+#: Everyday words for what each group holds, so that a name the labels lack ("cathedral")
+#: points to the group that has it, not to labels that are merely spelt alike ("admiral").
+GROUP_WORDS: dict[str, tuple[str, ...]] = {
+    "buildings": ("building", "cathedral", "chapel", "temple", "abbey", "basilica", "tower",
+                  "house", "fortress", "fort", "shrine", "architecture", "town", "village"),
+    "landscape": ("landscape", "mountain", "hill", "lake", "beach", "coast", "shore", "meadow",
+                  "scenery"),
+    "water": ("water", "sea", "ocean", "river", "lake", "pond", "waterfall", "wave", "stream"),
+    "animals": ("animal", "bird", "horse", "wildlife", "pet", "beast", "mammal"),
+}
 
 
 def find_class(name: str, names: Sequence[str]) -> int:
@@ -48,9 +58,20 @@ def find_class(name: str, names: Sequence[str]) -> int:
     if containing:
         listed = ", ".join(names[i] for i in containing[:8])
         raise ParamError(f"class {text!r} is ambiguous: it matches {listed}")
-    close = difflib.get_close_matches(text, names, n=5, cutoff=0.5)
-    hint = f"; closest: {', '.join(close)}" if close else ""
-    raise ParamError(f"unknown class {text!r}{hint} (see 'neural-mirage classes')")
+    close = _closest(text, names)
+    hint = f"; closest: {', '.join(close)}" if close else "; no label is close to it"
+    raise ParamError(f"unknown class {text!r}{hint}")
+
+
+def _closest(text: str, names: Sequence[str]) -> list[str]:
+    """What the artist may have meant: the groups whose everyday words hold ``text`` (with a
+    few of their classes), else labels spelt alike (a typo)."""
+    word = text.lower().removesuffix("s")
+    lowered = {n.lower() for n in names}
+    groups = [f"@{group} ({', '.join(GROUPS[group][:4])}, ...)"
+              for group, words in GROUP_WORDS.items()
+              if word in words and any(m.lower() in lowered for m in GROUPS[group])]
+    return groups or difflib.get_close_matches(text, names, n=5, cutoff=0.7)
 
 
 def group_members(group: str, names: Sequence[str]) -> list[int]:

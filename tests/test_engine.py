@@ -305,6 +305,15 @@ def test_class_names_match_forgivingly_and_errors_list_close_names(model):
         assert len(resolve({f"@{group}": 1.0}, names)) == len(GROUPS[group])
     with pytest.raises(ParamError, match="closest: church"):
         find_class("churh", names)
+    # a word the labels lack points to the group that has it, not to names spelt alike
+    with pytest.raises(ParamError) as cathedral:
+        find_class("cathedral", names)
+    assert str(cathedral.value) == ("unknown class 'cathedral'; closest: @buildings (church, "
+                                    "castle, palace, monastery, ...)")
+    with pytest.raises(ParamError, match="closest: @water"):
+        find_class("Rivers", names)
+    with pytest.raises(ParamError, match=r"'zzzz'; no label is close to it$"):
+        find_class("zzzz", names)
     with pytest.raises(ParamError, match="ambiguous"):
         find_class("dog", names)
     with pytest.raises(ParamError, match="unknown group"):
