@@ -102,9 +102,10 @@ def open_session(timeout: float = 10.0, on_spawn: Callable[[], None] | None = No
             try:
                 return BridgeSession.over_tcp(bridge["host"], int(bridge["port"]),
                                               str(bridge["secret"]), timeout)
-            except DaemonError as exc:  # a file left by a daemon that was killed
-                if exc.code != "no_daemon" or not can_spawn:
+            except DaemonError as exc:
+                if exc.code != "no_daemon":
                     raise
+                # A file left by a daemon that was killed: as if there were none.
         if can_spawn:
             return BridgeSession.spawn(python, daemon_args, timeout, on_spawn, spawn)
         raise MirageError(_cannot_start(python), "no_daemon")

@@ -136,12 +136,12 @@ def secret_for(endpoint: str) -> str | None:
 
 
 def daemon_gone(endpoint: str) -> bool:
-    """Whether the daemon that served ``endpoint`` has exited: its connection file is gone or
-    names a process that no longer runs. (In a sandbox, whose processes are not the host's,
-    only a removed file tells.)"""
+    """Whether the daemon that served ``endpoint`` is known to have exited: its connection
+    file names a process that no longer runs. Without such a file (another machine, another
+    runtime folder) or in a sandbox (whose processes are not the host's) nothing says so."""
     info = read_connection_file()
     if info is None or info.get("endpoint") != endpoint:
-        return True
+        return False
     pid = info.get("pid")
     return sandbox() is None and isinstance(pid, int) and not alive(pid)
 

@@ -591,7 +591,7 @@ def test_a_daemon_with_idle_exit_renders_then_exits_when_unused():
         pixels = np.full((48, 64, 3), 90, np.uint8)
         with d.client(timeout=60) as c:
             job = c.submit(pixels.tobytes(), P.image_meta(64, 48, 3, "u8", "RGB"),
-                           {**TINY, "size": 64, "iterations": 12}, detach=True)["job"]
+                           {**TINY, "size": 64, "iterations": 40}, detach=True)["job"]
         assert d.process.wait(120) == 0
         log = d.log.read_text()
         done = log.index(f"job {job}: done in")
