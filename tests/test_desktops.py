@@ -318,13 +318,18 @@ def test_a_sandboxed_plugin_without_pyzmq_renders_through_the_daemon(tmp_path):
     assert not plugin.exists()
 
 
-def test_a_sandboxed_editor_says_to_start_the_daemon_itself(tmp_path, monkeypatch):
+@pytest.mark.parametrize("left", [False, True], ids=["no-file", "a-killed-daemons-file"])
+def test_a_sandboxed_editor_says_to_start_the_daemon_itself(tmp_path, monkeypatch, left):
     from neural_mirage.client import connection as C
 
     monkeypatch.setenv("FLATPAK_ID", "org.kde.krita")
-    monkeypatch.setenv("NEURAL_MIRAGE_RUNTIME_DIR", str(tmp_path))
+    monkeypatch.setenv("NEURAL_MIRAGE_RUNTIME_DIR", str(tmp_path / "sandbox-run"))
     monkeypatch.setattr(C, "plugin_config", lambda: {"python": None, "target": "flatpak"})
-    monkeypatch.setattr(locate, "_HERE", tmp_path)  # no copy beside the client either
+    monkeypatch.setattr(locate, "_HERE", tmp_path)  # where the daemon's copy would be
+    if left:  # the copy a killed daemon left: its bridge port answers no more
+        (tmp_path / "daemon.json").write_text(json.dumps({
+            "endpoint": "ipc:///nowhere", "pid": 1, "starting": False,
+            "bridge": {"host": "127.0.0.1", "port": free_port(), "secret": "old"}}))
     started = time.monotonic()
     with pytest.raises(C.MirageError) as error:
         C.open_session(timeout=2)
