@@ -46,6 +46,12 @@ def plugin_config() -> dict[str, Any]:
 _COULD_NOT_START = "the daemon could not start: "
 
 
+def command() -> str:
+    """The neural-mirage command to name in messages: the one ``install-plugin`` ran from
+    (in its virtual environment, often not on PATH), else the bare name."""
+    return plugin_config().get("command") or "neural-mirage"
+
+
 def friendly(exc: Exception) -> MirageError:
     """Turn a client or bridge error into a message whose first sentence says what to do."""
     if isinstance(exc, MirageError):
@@ -60,8 +66,8 @@ def friendly(exc: Exception) -> MirageError:
         return MirageError(f"{why}. (The neural-mirage render daemon could not start; its log: "
                            f"{log_file()}.)", code)
     hints = {
-        "no_daemon": "Check that neural-mirage is installed and run 'neural-mirage "
-                     "install-plugin' again: the plug-in could not reach or start the render "
+        "no_daemon": "Check that neural-mirage is installed and run '" + command() +
+                     " install-plugin' again: the plug-in could not reach or start the render "
                      "daemon ({text}). Its log: " + str(log_file()) + ".",
         "timeout": "Try again in a moment; the neural-mirage daemon did not answer: {text}.",
         "version_mismatch": "Install the same version of the plug-in and the daemon: {text}.",
@@ -124,15 +130,15 @@ def starting_text() -> str:
 
 
 def _cannot_start(python: str | None) -> str:
-    where = sandbox()
+    where, cli = sandbox(), command()
     if where is not None:
         return (f"Start neural-mirage's render daemon outside the editor first, with "
-                f"'neural-mirage service enable' (at every login) or 'neural-mirage daemon': "
-                f"this editor runs in a {where.capitalize()} sandbox, which may not start it")
+                f"'{cli} service enable' (at every login) or '{cli} daemon': this editor runs "
+                f"in a {where.capitalize()} sandbox, which may not start it")
     if python is None:
-        return ("Reinstall the plug-in with 'neural-mirage install-plugin': this Python has no "
-                "pyzmq, and the plug-in does not know where neural-mirage is installed")
-    return "Start the render daemon with 'neural-mirage daemon': no daemon is running"
+        return (f"Reinstall the plug-in with '{cli} install-plugin': this Python has no pyzmq, "
+                "and the plug-in does not know where neural-mirage is installed")
+    return f"Start the render daemon with '{cli} daemon': no daemon is running"
 
 
 class ClassList:

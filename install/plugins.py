@@ -265,10 +265,19 @@ def _vendor(package: Path, daemon_args: Sequence[str], target: str) -> None:
     _copy_package(Path(platformdirs.__file__).parent, client / "platformdirs")
     python = None if target in SANDBOXES else sys.executable
     (client / "mirage_config.json").write_text(json.dumps(
-        {"python": python, "daemon_args": list(daemon_args), "target": target}, indent=1))
+        {"python": python, "daemon_args": list(daemon_args), "target": target,
+         "command": _command()}, indent=1))
     if target in SANDBOXES and connection_file().exists():
         # A daemon that runs already wrote its copies at its start: this one gets one now.
         shutil.copy2(connection_file(), client / connection_file().name)
+
+
+def _command() -> str:
+    """This installation's ``neural-mirage`` command (beside its Python, in the virtual
+    environment), for the plug-ins' messages to name: it is often not on PATH."""
+    script = Path(sys.executable).with_name(
+        "neural-mirage.exe" if sys.platform == "win32" else "neural-mirage")
+    return str(script) if script.exists() else "neural-mirage"
 
 
 def _make_dirs(*paths: Path) -> list[Path]:

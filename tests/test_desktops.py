@@ -281,7 +281,9 @@ def test_a_sandboxed_plugin_without_pyzmq_renders_through_the_daemon(tmp_path):
                                text=True, timeout=120)
     assert installed.returncode == 0, installed.stderr
     plugin = home / ".var/app/org.gimp.GIMP/config/GIMP/3.0/plug-ins/neural-mirage"
-    assert (plugin / "_mirage/mirage_config.json").exists()
+    config = json.loads((plugin / "_mirage/mirage_config.json").read_text())
+    assert config["python"] is None and config["target"] == "flatpak"
+    assert config["command"] == str(Path(sys.executable).with_name("neural-mirage"))
     copy = plugin / "_mirage/daemon.json"
     daemon = start_daemon(None, None, env={"HOME": str(home)})
     try:
@@ -324,7 +326,8 @@ def test_a_sandboxed_editor_says_to_start_the_daemon_itself(tmp_path, monkeypatc
 
     monkeypatch.setenv("FLATPAK_ID", "org.kde.krita")
     monkeypatch.setenv("NEURAL_MIRAGE_RUNTIME_DIR", str(tmp_path / "sandbox-run"))
-    monkeypatch.setattr(C, "plugin_config", lambda: {"python": None, "target": "flatpak"})
+    monkeypatch.setattr(C, "plugin_config", lambda: {
+        "python": None, "target": "flatpak", "command": "/opt/nm/.venv/bin/neural-mirage"})
     monkeypatch.setattr(locate, "_HERE", tmp_path)  # where the daemon's copy would be
     if left:  # the copy a killed daemon left: its bridge port answers no more
         (tmp_path / "daemon.json").write_text(json.dumps({
@@ -335,5 +338,6 @@ def test_a_sandboxed_editor_says_to_start_the_daemon_itself(tmp_path, monkeypatc
         C.open_session(timeout=2)
     assert time.monotonic() - started < 5
     assert str(error.value).startswith("Start neural-mirage's render daemon outside the editor "
-                                       "first, with 'neural-mirage service enable'")
+                                       "first, with '/opt/nm/.venv/bin/neural-mirage service "
+                                       "enable'")  # the command install-plugin ran, off PATH
     assert "Flatpak sandbox" in str(error.value)
