@@ -312,7 +312,8 @@ def test_zip_is_what_kritas_importer_reads(tmp_path, monkeypatch, capsys):
     config = json.loads(zipfile.ZipFile(archive).read(
         "neural_mirage_krita/_mirage/mirage_config.json"))
     assert config == {"python": sys.executable, "daemon_args": config["daemon_args"],
-                      "target": "zip"}
+                      "target": "zip",
+                      "command": str(Path(sys.executable).with_name("neural-mirage"))}
     if not KRITA_IMPORTER.exists():
         pytest.skip("Krita's plugin_importer is not installed; the layout was checked above")
     assert all(importer_rules_from_krita_source().values()), "Krita's importer has changed"
