@@ -82,12 +82,40 @@ def friendly(exc: Exception) -> MirageError:
     return MirageError(hints.get(code, "{text}.").format(text=text), code)
 
 
+#: One connect (and daemon start) at a time in this process: a dialog's class list and its
+#: Render button each start a daemon when none runs, and of two daemons started together one
+#: loses the endpoint's lock, and its client would report that instead of the real reason.
+_CONNECTING = threading.Lock()
+#: Set while the connect that holds :data:`_CONNECTING` starts a daemon, so that one waiting
+#: for it can say so (the daemon loads its network for many seconds).
+_STARTING = threading.Event()
+
+
 def open_session(timeout: float = 10.0, on_spawn: Callable[[], None] | None = None,
                  spawn: bool = True) -> Any:
     """Connect, starting a daemon if none answers and this editor may: directly with pyzmq;
     else over the daemon's bridge port; else through a relay process of neural-mirage's own
     Python. A sandboxed editor (Flatpak, Snap) may start no host program: it needs a daemon
     that runs already (a service)."""
+    told = False
+    while not _CONNECTING.acquire(timeout=0.1):  # another part of the dialog is connecting
+        if _STARTING.is_set() and on_spawn is not None and not told:
+            on_spawn()
+            told = True
+
+    def starting() -> None:
+        _STARTING.set()
+        if on_spawn is not None and not told:
+            on_spawn()
+
+    try:
+        return _open(timeout, starting, spawn)
+    finally:
+        _STARTING.clear()
+        _CONNECTING.release()
+
+
+def _open(timeout: float, on_spawn: Callable[[], None] | None, spawn: bool) -> Any:
     config = plugin_config()
     python, daemon_args = config.get("python"), config.get("daemon_args", [])
     can_spawn = spawn and python is not None and sandbox() is None
@@ -167,3 +195,12 @@ class ClassList:
         except Exception as exc:
             self.error = friendly(exc)
         self.ready = True
+
+    def hint(self) -> str:
+        """What an empty class picker shows: that names are loading, how many there are, or
+        that no daemon answered (names can still be typed; the daemon checks them)."""
+        if not self.ready:
+            return "loading class names..."
+        if self.error is not None:
+            return "no daemon answered: type names, e.g. church"
+        return f"church, lakeside:0.5 ({len(self.classes)} classes)"

@@ -406,6 +406,7 @@ def test_class_picker_offers_and_inserts_classes_in_gimps_gtk(gimp):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shutil.copy2(gimp.work / "picker.png", ARTIFACTS / "gimp-class-picker.png")
     assert res["error"] == "" and res["count"] == 1000
+    assert res["placeholder"] == "church, lakeside:0.5 (1000 classes)"
     assert res["offers"] == ["lakeside"]
     assert res["text"] == "church, lakeside, "
     assert res["entry_width"] >= res["placeholder_width"] + 8, "the hint is cut off"

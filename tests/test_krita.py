@@ -333,6 +333,7 @@ def test_daemon_that_cannot_start_says_what_to_do_and_keeps_the_form(tmp_path):
         assert message.startswith("Run 'neural-mirage fetch-weights torchvision' once"), message
         assert "could not start" in message and ".." not in message
     assert res["script_error_type"] == "MirageError"
+    assert res["picker_hint"] == "no daemon answered: type names, e.g. church"
     assert res["error_box_visible"] and res["crushed_rows"] == []
     assert res["max_gap"] < 1.0
     assert res["usable"]

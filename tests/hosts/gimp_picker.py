@@ -40,7 +40,9 @@ window.add(entry)
 window.show_all()
 classes = plugin.attach_class_picker(entry)
 pump(60, lambda: classes.ready)
+pump(0.5)  # the hint follows within 200 ms
 result = {"error": str(classes.error or ""), "count": len(classes.classes),
+          "placeholder": entry.get_placeholder_text(),
           "entry_width": entry.get_allocated_width(),
           "placeholder_width": entry.create_pango_layout(
               entry.get_placeholder_text()).get_pixel_size()[0]}

@@ -235,9 +235,15 @@ def attach_class_picker(entry: Any) -> ClassList:
     completion.connect("match-selected", chosen)
     entry.connect("changed", refill)
     entry.set_completion(completion)
-    entry.set_placeholder_text(PICKER_PLACEHOLDER)
-    layout = entry.create_pango_layout(PICKER_PLACEHOLDER)
-    entry.set_size_request(layout.get_pixel_size()[0] + 24, -1)  # the hint is never cut off
+    def show_hint() -> bool:
+        hint = classes.hint() if classes.ready else PICKER_PLACEHOLDER
+        entry.set_placeholder_text(hint)
+        layout = entry.create_pango_layout(hint)
+        entry.set_size_request(layout.get_pixel_size()[0] + 24, -1)  # never cut off
+        return not classes.ready  # GLib: call again until the names came (or did not)
+
+    show_hint()
+    GLib.timeout_add(200, show_hint)
     return classes
 
 

@@ -57,11 +57,9 @@ class ClassPicker(QLineEdit):
         if not self.classes.ready:
             return
         self._waiting.stop()
+        self._hint(self.classes.hint())
         if self.classes.error is not None:
-            self._hint("type class names, e.g. church")
             self.setToolTip(str(self.classes.error))
-        else:
-            self._hint(f"church, lakeside:0.5 ({len(self.classes.classes)} classes)")
 
     def _hint(self, text: str) -> None:
         """Show ``text`` when the field is empty, and be wide enough for all of it."""

@@ -328,6 +328,9 @@ def run_error(spec):
     res.update(watcher.stop())
     res["dialog_error"] = dialog.errors.toPlainText()
     res["error_box_visible"] = dialog.errors.isVisible()
+    wait_until(lambda: dialog.see.classes.ready, 120)
+    wait_until(lambda: False, 0.3)
+    res["picker_hint"] = dialog.see.placeholderText()
     form = dialog.findChild(QFormLayout)
     crushed = []
     for row in range(form.rowCount()):
