@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -62,6 +63,22 @@ class DaemonProcess:
 def short_dir(prefix: str) -> Path:
     """A short temp path: ipc:// socket paths must stay under about 100 characters."""
     return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+
+
+def free_port() -> int:
+    """A loopback TCP port that is free now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def windows_folders_from_env(monkeypatch) -> None:
+    """On a simulated Windows, platformdirs reads APPDATA and LOCALAPPDATA (off Windows it
+    would ask the shell API through ctypes, which fails)."""
+    import platformdirs.windows
+
+    monkeypatch.setattr(platformdirs.windows, "_RESOLVE_WIN_FOLDER",
+                        platformdirs.windows.get_win_folder_from_env_vars)
 
 
 def hidden_pyzmq(folder: Path) -> Path:

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import platformdirs.windows
 import pytest
 import zmq
 
@@ -23,16 +22,10 @@ from neural_mirage.client import protocol as P
 from neural_mirage.client.bridge import read_message, write_message
 from neural_mirage.client.zmq_client import Client, DaemonError
 
-from .daemon_process import short_dir, start_daemon
+from .daemon_process import free_port, short_dir, start_daemon, windows_folders_from_env
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = {"size": 64, "iterations": 2, "scales": 1}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def simulate(monkeypatch, tmp_path: Path, platform: str) -> Path:
@@ -48,9 +41,7 @@ def simulate(monkeypatch, tmp_path: Path, platform: str) -> Path:
         monkeypatch.delenv(name, raising=False)
     if platform == "linux":  # the session manager sets it; macOS and Windows have none
         monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
-    # Off Windows, platformdirs would ask the shell API: read APPDATA and LOCALAPPDATA instead.
-    monkeypatch.setattr(platformdirs.windows, "_RESOLVE_WIN_FOLDER",
-                        platformdirs.windows.get_win_folder_from_env_vars)
+    windows_folders_from_env(monkeypatch)
     return home
 
 

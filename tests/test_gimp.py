@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,7 +24,7 @@ from PIL import Image
 
 from neural_mirage.client.presets import Settings
 
-from .daemon_process import hidden_pyzmq, rendered_as_sent, start_daemon
+from .daemon_process import free_port, hidden_pyzmq, rendered_as_sent, start_daemon
 
 ROOT = Path(os.environ.get("NEURAL_MIRAGE_GIMP_CHROOT", "/opt/neural-mirage-gimp3"))
 pytestmark = pytest.mark.skipif(not (ROOT / "usr/bin/gimp-console-3.0").exists(),
@@ -38,12 +37,6 @@ ARTIFACTS = Path(os.environ.get("NEURAL_MIRAGE_ARTIFACTS", "/tmp/neural-mirage-a
 #: plug-in scales it down to the render size before sending it.
 MAX_PIXELS = 1_000_000
 BASE = {"preset": "Mirage (fc7)", "iterations": 4, "seed": 5}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def photo(width: int, height: int) -> np.ndarray:

@@ -15,11 +15,12 @@ import zipfile
 from configparser import ConfigParser
 from pathlib import Path
 
-import platformdirs.windows
 import pytest
 
 from neural_mirage import cli
 from neural_mirage.install import plugins
+
+from .daemon_process import windows_folders_from_env
 
 #: Where install-plugin puts the plug-ins, per desktop (the README restates this table).
 #: ``krita``: Krita's resource folder (``pykrita/neural_mirage_krita``, ``pykrita/
@@ -69,9 +70,7 @@ class Desktop:
         for key in ("GIMP3_DIRECTORY", "XDG_RUNTIME_DIR", "NEURAL_MIRAGE_RUNTIME_DIR"):
             monkeypatch.delenv(key, raising=False)
         monkeypatch.setattr(sys, "platform", PLATFORMS[name])
-        # Off Windows, platformdirs would ask the Windows API: use the environment instead.
-        monkeypatch.setattr(platformdirs.windows, "_RESOLVE_WIN_FOLDER",
-                            platformdirs.windows.get_win_folder_from_env_vars)
+        windows_folders_from_env(monkeypatch)
         monkeypatch.setattr(plugins, "SYSTEM_FLATPAK", root / "var-lib-flatpak")
         monkeypatch.setattr(plugins, "SNAP_ROOT", root / "snap-root")
         monkeypatch.setattr(plugins, "MAC_APPLICATIONS", root / "Applications")

@@ -15,13 +15,14 @@ import textwrap
 from pathlib import Path
 from typing import ClassVar
 
-import platformdirs.windows
 import pytest
 
 from neural_mirage import cli
 from neural_mirage.client.locate import daemon_command, log_file
 from neural_mirage.install import service
 from neural_mirage.install.service import LABEL, RUN_VALUE, UNIT, ServiceError
+
+from .daemon_process import windows_folders_from_env
 
 ARGS = ["--weights", "random", "--arch", "vgg19", "--devices", "cpu"]
 UID = 501
@@ -101,10 +102,7 @@ def simulate_windows(monkeypatch, tmp_path: Path) -> Registry:
     monkeypatch.setattr(sys, "platform", "win32")
     monkeypatch.setenv("APPDATA", str(tmp_path / "Roaming"))
     monkeypatch.setenv("LOCALAPPDATA", str(tmp_path / "Local"))
-    # platformdirs asks the shell API through ctypes whenever ctypes imports: here, as on a
-    # Windows without it, it reads the folders from APPDATA and LOCALAPPDATA instead.
-    monkeypatch.setattr(platformdirs.windows, "_RESOLVE_WIN_FOLDER",
-                        platformdirs.windows.get_win_folder_from_env_vars)
+    windows_folders_from_env(monkeypatch)
     python = tmp_path / "Python312" / "python.exe"
     python.parent.mkdir(exist_ok=True)
     python.touch()
